@@ -1,0 +1,355 @@
+"""node.yaml and fleet.yaml: the pydantic models and their loaders.
+
+Pydantic is the only schema: unknown keys are errors, and docs/node.schema.json is generated
+from ``NodeConfig``. Every load error is one line naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+COMFYUI_REPO = "https://github.com/comfyanonymous/ComfyUI.git"
+COMFYUI_REF = "v0.3.64"  # the newest release that starts on torch 2.3.1 (FACTS.md)
+GGUF_NODE_REPO = "https://github.com/city96/ComfyUI-GGUF.git"
+GGUF_NODE_REF = "795e451"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+# Hugging Face user access tokens start with hf_; anything long and random-looking that is
+# not a valid env-var name is treated as a pasted secret too.
+_TOKEN_LIKE = re.compile(r"^(hf_|api_)|^[A-Za-z0-9_\-]{30,}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubFile(_Model):
+    """A file on the Hugging Face Hub that the user adds (LoRA, ControlNet)."""
+
+    repo: str = Field(min_length=3, description="Hub repo id, e.g. XLabs-AI/flux-lora-collection")
+    file: str = Field(min_length=1, description="path of the file inside the repo")
+    revision: str = Field("main", description="branch, tag or commit")
+    size_gb: Optional[float] = Field(
+        None, gt=0, description="size in decimal GB; looked up on the Hub when omitted"
+    )
+
+
+class TunnelConfig(_Model):
+    local_port: int = Field(8188, ge=1, le=65535, description="port on your laptop")
+    remote_port: int = Field(8188, ge=1, le=65535, description="ComfyUI's port on the node")
+    pin_local_port: bool = Field(
+        False, description="fail instead of picking the next free port when local_port is taken"
+    )
+
+
+class HubConfig(_Model):
+    token_env: str = Field("HF_TOKEN", description="NAME of the local env var holding the token")
+    endpoint: Optional[str] = Field(None, description="Hub URL (a mirror); default huggingface.co")
+
+    @field_validator("token_env")
+    @classmethod
+    def _a_name_not_a_token(cls, value: str) -> str:
+        if _TOKEN_LIKE.search(value) and not value.isupper():
+            # Never echo the value: it is probably the secret itself.
+            raise ValueError(
+                "looks like a token, not the NAME of an environment variable (value not shown); "
+                "put the token in an env var and write its name here, e.g. token_env: HF_TOKEN"
+            )
+        if not _ENV_NAME.match(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), e.g. HF_TOKEN"
+            )
+        return value
+
+
+class GitSource(_Model):
+    repo: str = Field(min_length=1, description="git URL or local path (mirrors and forks welcome)")
+    ref: str = Field(min_length=1, description="tag, branch or commit to check out")
+
+
+class PythonConfig(_Model):
+    version: str = Field(
+        "auto", pattern=r"^(auto|3\.1[0-2])$", description="auto: newest 3.10-3.12 on the node"
+    )
+
+
+class TorchConfig(_Model):
+    torch: str = "2.3.1"
+    torchvision: str = "0.18.1"
+    torchaudio: str = "2.3.1"
+
+
+class PipConfig(_Model):
+    index_url: Optional[str] = None
+    extra_index_urls: list[str] = Field(default_factory=list)
+    find_links: list[str] = Field(default_factory=list)
+
+
+class OutputsConfig(_Model):
+    pull_to: str = Field("./outputs/{name}", description="local folder; {name} is the node name")
+
+
+class NodeConfig(_Model):
+    """One rented node: how to reach it and what to put on it."""
+
+    name: str = Field("", description="defaults to host")
+    host: str = Field(min_length=1)
+    port: int = Field(22, ge=1, le=65535)
+    user: str = Field(default_factory=getpass.getuser, min_length=1)
+    identity_file: Optional[str] = Field(None, description="private key; else ssh-agent")
+    host_key: Optional[str] = Field(None, description="pinned SHA256:... fingerprint")
+    platform: Literal["auto", "macos", "linux"] = "auto"
+    model: Literal["dev", "schnell"] = "dev"
+    quality: Literal["auto", "q4", "q5", "q6", "q8", "bf16"] = "auto"
+    loras: list[HubFile] = Field(default_factory=list)
+    controlnet: Optional[HubFile] = None
+    workdir: str = Field("~/provision", min_length=1)
+    tunnel: TunnelConfig = Field(default_factory=TunnelConfig)
+    hf: HubConfig = Field(default_factory=HubConfig)
+    comfyui: GitSource = Field(default_factory=lambda: GitSource(repo=COMFYUI_REPO, ref=COMFYUI_REF))
+    gguf_node: GitSource = Field(
+        default_factory=lambda: GitSource(repo=GGUF_NODE_REPO, ref=GGUF_NODE_REF)
+    )
+    python: PythonConfig = Field(default_factory=PythonConfig)
+    torch: TorchConfig = Field(default_factory=TorchConfig)
+    pip: PipConfig = Field(default_factory=PipConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    playbook: Optional[str] = Field(None, description="your playbook that extends the built-in one")
+
+    @field_validator("host_key")
+    @classmethod
+    def _fingerprint(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _FINGERPRINT.match(value):
+            raise ValueError(
+                "must be an OpenSSH SHA256 fingerprint like SHA256:abc...(43 chars); "
+                "get it with: ssh-keyscan HOST | ssh-keygen -lf -"
+            )
+        return value
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str) -> str:
+        if "\n" in value or "\0" in value:
+            raise ValueError("must be a single-line path")
+        if value.rstrip("/") in ("", "~", "/"):
+            raise ValueError("must be a folder of its own (e.g. ~/provision): teardown deletes it")
+        return value
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "NodeConfig":
+        if not self.name:
+            object.__setattr__(self, "name", self.host)
+        return self
+
+    def outputs_dir(self) -> Path:
+        """Return the local folder that harvested outputs go to."""
+        return Path(self.outputs.pull_to.replace("{name}", self.name)).expanduser()
+
+
+class FleetConfig(_Model):
+    """Several nodes: ``defaults`` merged under each entry of ``nodes``."""
+
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[NodeConfig] = Field(min_length=1)
+    parallel: int = Field(8, ge=1, le=256)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_node(path: str | os.PathLike[str]) -> NodeConfig:
+    """Load and validate a node.yaml; raise ``ConfigError`` naming file, field and fix."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of fields (host: ..., user: ...)",
+                          "see examples/node.yaml")
+    return _node_from_mapping(path, data, where="")
+
+
+def load_fleet(path: str | os.PathLike[str]) -> FleetConfig:
+    """Load a fleet.yaml: ``defaults`` merged field by field under every node."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping with defaults: and nodes:", "see docs/fleet.md")
+    unknown = set(data) - {"defaults", "nodes", "parallel"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(f"{path}: {key}: unknown key{_suggest(key, ['defaults', 'nodes', 'parallel'])}",
+                          "a fleet.yaml has defaults:, nodes: and parallel:")
+    defaults = data.get("defaults") or {}
+    raw_nodes = data.get("nodes")
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: defaults: must be a mapping of node.yaml fields")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise ConfigError(f"{path}: nodes: must be a non-empty list of node mappings")
+    nodes = []
+    for index, raw in enumerate(raw_nodes):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: nodes[{index}]: must be a mapping (host: ...)")
+        label = raw.get("name") or raw.get("host") or f"nodes[{index}]"
+        nodes.append(_node_from_mapping(path, _deep_merge(defaults, raw), where=f"node {label}: "))
+    _check_unique(path, nodes)
+    try:
+        return FleetConfig(defaults=defaults, nodes=nodes, parallel=data.get("parallel", 8))
+    except ValidationError as error:
+        raise _config_error(path, error, FleetConfig, "") from None
+
+
+def _check_unique(path: Path, nodes: list[NodeConfig]) -> None:
+    seen_names: dict[str, int] = {}
+    seen_ports: dict[int, str] = {}
+    for node in nodes:
+        if node.name in seen_names:
+            raise ConfigError(f"{path}: node {node.name}: name is used by two nodes",
+                              "give every node its own name:")
+        seen_names[node.name] = 1
+        if node.tunnel.local_port in seen_ports:
+            other = seen_ports[node.tunnel.local_port]
+            raise ConfigError(
+                f"{path}: nodes {other} and {node.name}: tunnel.local_port {node.tunnel.local_port} "
+                "is used by both",
+                "give each node its own tunnel.local_port, or leave it out to auto-assign",
+            )
+        seen_ports[node.tunnel.local_port] = node.name
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file", "check the path; examples/node.yaml is a start") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = error.problem or error.context or "invalid YAML"
+        raise ConfigError(f"{path}: {where}: not valid YAML: {problem}",
+                          "fix the indentation or quoting at that spot") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+
+
+def _node_from_mapping(path: Path, data: dict[str, Any], where: str) -> NodeConfig:
+    try:
+        node = NodeConfig.model_validate(data)
+    except ValidationError as error:
+        raise _config_error(path, error, NodeConfig, where) from None
+    return _resolve_local_paths(path, node, where)
+
+
+def _resolve_local_paths(path: Path, node: NodeConfig, where: str) -> NodeConfig:
+    """Resolve identity_file and playbook relative to the config file; check they exist."""
+    updates: dict[str, Any] = {}
+    for field in ("identity_file", "playbook"):
+        value = getattr(node, field)
+        if value is None:
+            continue
+        resolved = Path(value).expanduser()
+        if not resolved.is_absolute():
+            resolved = (path.parent / resolved).resolve()
+        if not resolved.is_file():
+            fix = ("point it at your private key, or remove it to use ssh-agent"
+                   if field == "identity_file" else "point it at your playbook file")
+            raise ConfigError(f"{path}: {where}{field}: file not found: {resolved}", fix)
+        updates[field] = str(resolved)
+    return node.model_copy(update=updates) if updates else node
+
+
+def _config_error(path: Path, error: ValidationError, model: type[BaseModel], where: str) -> ConfigError:
+    first = error.errors()[0]
+    location = first["loc"]
+    field = ".".join(str(part) for part in location) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(model, location[:-1])
+        valid = list(parent.model_fields) if parent else []
+        name = str(location[-1])
+        hint = f"valid keys here: {', '.join(valid)}" if valid else ""
+        return ConfigError(f"{path}: {where}{field}: unknown key{_suggest(name, valid)}", hint)
+    if kind == "missing":
+        return ConfigError(f"{path}: {where}{field}: required field is missing",
+                           f"add {location[-1]}: to the file")
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    got = first.get("input")
+    shown = ""
+    # Never echo a value that failed the token check; other scalars help the user.
+    if not (location and location[-1] == "token_env") and isinstance(got, (int, float, str)) and \
+            not isinstance(got, bool) and len(str(got)) < 80:
+        shown = f" (got {got!r})"
+    return ConfigError(f"{path}: {where}{field}: {message}{shown}", _fix_for(kind, location))
+
+
+def _fix_for(kind: str, location: tuple) -> str:
+    if kind in ("greater_than_equal", "less_than_equal") and location and "port" in str(location[-1]):
+        return "use a TCP port between 1 and 65535"
+    if kind == "literal_error":
+        return "use one of the listed values"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return "check the value's type against docs/node.schema.json"
+    return "see docs/node.schema.json for every field"
+
+
+def _model_at(model: type[BaseModel], location: tuple) -> Optional[type[BaseModel]]:
+    current: Any = model
+    for part in location:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        current = _first_model(annotation)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _first_model(annotation: Any) -> Optional[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found:
+            return found
+    return None
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def node_json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of node.yaml, generated from ``NodeConfig``."""
+    schema = NodeConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "provision node.yaml"
+    return schema
