@@ -92,6 +92,7 @@ class TorchConfig(_Model):
 
 class PipConfig(_Model):
     index_url: Optional[str] = None
+    no_index: bool = Field(False, description="use only find_links (offline mirrors, tests)")
     extra_index_urls: list[str] = Field(default_factory=list)
     find_links: list[str] = Field(default_factory=list)
 

@@ -125,6 +125,13 @@ class SSHNode:
             raise CommandFailed(result)
         return result
 
+    def spawn(self, command: str) -> "Spawned":
+        """Start ``command`` on its own channel and return at once (for long-lived helpers)."""
+        self.stats.commands += 1
+        channel = self.transport.open_session()
+        channel.exec_command(command)
+        return Spawned(channel)
+
     def _sftp_client(self):
         with self._sftp_lock:
             if self._sftp is None:
@@ -148,6 +155,50 @@ class SSHNode:
             if self._sftp is not None:
                 self._sftp.close()
         self._connection.close()
+
+
+class Spawned:
+    """A command left running on its own channel; closing the channel ends its stdin."""
+
+    def __init__(self, channel) -> None:
+        self._channel = channel
+        self._buffer = b""
+
+    def readline(self, timeout: float) -> str:
+        """Return the next stdout line ('' at EOF); raise TimeoutError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            if self._channel.recv_ready():
+                chunk = self._channel.recv(4096)
+                if not chunk:
+                    break
+                self._buffer += chunk
+                continue
+            if self._channel.eof_received or self._channel.closed:
+                if not self._channel.recv_ready():
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer within {timeout:.0f} s")
+            select.select([self._channel], [], [], min(remaining, 0.5))
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def stderr(self) -> str:
+        data = b""
+        while self._channel.recv_stderr_ready():
+            data += self._channel.recv_stderr(65536)
+        return data.decode(errors="replace")
+
+    def close(self, wait: float = 0.0) -> None:
+        """End the command's stdin; with ``wait``, let it finish (up to ``wait`` s) first."""
+        with contextlib.suppress(Exception):
+            self._channel.shutdown_write()
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    while self.readline(wait):
+                        pass
+            self._channel.close()
 
 
 def _drain(channel, timeout: float | None, on_output: OutputCallback | None) -> tuple[str, str]:

@@ -1,0 +1,5 @@
+"""Allow ``python -m provisioner``."""
+
+from .cli import main
+
+main()
