@@ -13,13 +13,19 @@ from pydantic import BaseModel, ConfigDict
 
 from .config import NodeConfig, load_node
 from .engine import EventSink, StepResult, run_steps
-from .errors import ConfigError, SizingError, StepFailed
+from .errors import ConfigError, DownloadError, SizingError, StepFailed
 from .facts import NodeFacts
 from .playbook import load_steps
 from .remote import NodeStats
 from .sizing import ModelPlan
 from .steps import StepContext
 from .units import format_bytes
+
+
+# Preflight disk check for downloads: the bytes still to fetch, 10% for the filesystem and
+# the partial-file rename, and a fixed headroom so the node is not left with a full disk.
+DOWNLOAD_DISK_FACTOR = 1.10
+DOWNLOAD_DISK_HEADROOM = 2 * 10**9
 
 
 class StepPreview(BaseModel):
@@ -150,7 +156,8 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
         steps = load_steps(cfg, facts, model_plan,
                            {"skip_models": no_models, "skip_launch": no_launch})
         paths = node_paths(cfg, facts)
-        ctx = StepContext(node=node, paths=paths)
+        token = hub_token(cfg)
+        ctx = StepContext(node=node, paths=paths, secrets={"hf_token": token} if token else {})
 
         def report(results: list[StepResult], error: Optional[str] = None) -> UpReport:
             return UpReport(
@@ -162,6 +169,7 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
             return report(run_steps(node, steps, ctx, dry_run=True, on_event=on_event))
         with node_lock(node, paths.lock_dir, force=break_lock):
             previous = read_state(node, paths.state_file)
+            steps = preflight_downloads(node, cfg, facts, steps, token)
             try:
                 results = run_steps(node, steps, ctx, on_event=on_event)
             except StepFailed as error:
@@ -173,6 +181,48 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
             write_state(node, paths.state_file,
                         installed_state(cfg, facts, model_plan, paths, results, previous), previous)
         return report(results)
+
+
+def hub_token(cfg: NodeConfig) -> Optional[str]:
+    """Read the HF token from the env var node.yaml names; register it for redaction."""
+    import os
+
+    from .redact import register_secret
+
+    token = os.environ.get(cfg.hf.token_env) or None
+    register_secret(token)
+    return token
+
+
+def preflight_downloads(node, cfg: NodeConfig, facts: NodeFacts, steps: list, token: Optional[str]) -> list:
+    """Before any byte moves: resolve exact sizes and sha256 of the files still to fetch,
+    check the token may read gated repos, and check the node's disk has room for them."""
+    from . import hub
+    from .engine import probe_one
+    from .steps.download import DownloadStep
+
+    checked = []
+    for step in steps:
+        if not isinstance(step, DownloadStep) or not step.when:
+            checked.append(step)
+            continue
+        todo, partial = step.pending(probe_one(node, step))
+        resolved = hub.resolve([step.files[i] for i in todo], step.endpoint, token, cfg.hf.token_env)
+        files = list(step.files)
+        for index, spec in zip(todo, resolved):
+            files[index] = spec
+        remaining = sum(max((files[i].size or 0) - partial.get(i, 0), 0) for i in todo)
+        needed = int(remaining * DOWNLOAD_DISK_FACTOR) + DOWNLOAD_DISK_HEADROOM
+        if todo and needed > facts.disk_free_bytes:
+            raise DownloadError(
+                f"not enough free disk on {facts.disk_path} for the models: need "
+                f"{format_bytes(needed)} ({format_bytes(remaining)} still to fetch + 10% + "
+                f"{format_bytes(DOWNLOAD_DISK_HEADROOM)}), have {format_bytes(facts.disk_free_bytes)}, "
+                f"short by {format_bytes(needed - facts.disk_free_bytes)}; nothing was downloaded",
+                "free space on the node, or choose a smaller quality: in node.yaml",
+            )
+        checked.append(step.model_copy(update={"files": files}))
+    return checked
 
 
 def installed_state(cfg: NodeConfig, facts: NodeFacts, model_plan: ModelPlan, paths,

@@ -97,6 +97,12 @@ class PipConfig(_Model):
     find_links: list[str] = Field(default_factory=list)
 
 
+class DownloadsConfig(_Model):
+    parallel: int = Field(3, ge=1, le=16, description="files fetched at once on the node")
+    retries: int = Field(5, ge=0, le=100, description="retries per file within one run")
+    backoff_seconds: float = Field(2.0, ge=0, le=600, description="first retry delay; doubles")
+
+
 class OutputsConfig(_Model):
     pull_to: str = Field("./outputs/{name}", description="local folder; {name} is the node name")
 
@@ -125,6 +131,7 @@ class NodeConfig(_Model):
     python: PythonConfig = Field(default_factory=PythonConfig)
     torch: TorchConfig = Field(default_factory=TorchConfig)
     pip: PipConfig = Field(default_factory=PipConfig)
+    downloads: DownloadsConfig = Field(default_factory=DownloadsConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     playbook: Optional[str] = Field(None, description="your playbook that extends the built-in one")
 

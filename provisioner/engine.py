@@ -35,12 +35,13 @@ class StepResult(BaseModel):
 class StepEvent:
     """Progress for the CLI: a step started, printed a line, or ended."""
 
-    phase: Literal["start", "output", "end"]
+    phase: Literal["start", "output", "progress", "end"]
     step: Step
     index: int
     total: int
     line: str = ""
     result: Optional[StepResult] = None
+    data: Optional[dict] = None
 
 
 EventSink = Callable[[StepEvent], None]
@@ -55,7 +56,7 @@ def probe_script(steps: list[Step]) -> str:
         snippet = step.probe()
         if snippet is not None and step.when:
             lines.append(f"echo '{_MARK}{index}'")
-            lines.append(f"( {snippet} ) 2>/dev/null")
+            lines.append(f"( {snippet} ) </dev/null 2>/dev/null")
     return "\n".join(lines) + "\n"
 
 
@@ -70,6 +71,11 @@ def split_probe_output(output: str) -> dict[int, str]:
         elif current is not None:
             found[current].append(line)
     return {index: "\n".join(lines) for index, lines in found.items()}
+
+
+def probe_one(node: Node, step: Step) -> Optional[str]:
+    """Run one step's probe and return its output (for preflights outside the loop)."""
+    return _probe(node, [step]).get(0)
 
 
 def _probe(node: Node, steps: list[Step]) -> dict[int, str]:
@@ -131,7 +137,10 @@ def _apply(step: Step, ctx: StepContext, change: Change, index: int, total: int,
     def forward(line: str) -> None:
         on_event(StepEvent("output", step, index, total, line=line))
 
-    step_ctx = dataclasses.replace(ctx, on_output=forward)
+    def progress(data: dict) -> None:
+        on_event(StepEvent("progress", step, index, total, data=data))
+
+    step_ctx = dataclasses.replace(ctx, on_output=forward, on_progress=progress)
     detail = step.apply(step_ctx, change)
     return f"{change.reason}: {detail}"
 

@@ -61,13 +61,28 @@ def device_for(facts: NodeFacts) -> str:
     return "cuda" if facts.gpus else "cpu"
 
 
+DEFAULT_HUB = "https://huggingface.co"
+
+
+def model_file_specs(plan, paths) -> list[dict[str, Any]]:
+    """Return the download specs of the plan's files, each with its place on the node."""
+    return [{"role": item.role, "repo": item.repo, "file": item.file, "revision": item.revision,
+             "dest": f"{paths.models}/{item.folder}/{item.name}", "size": item.bytes,
+             "sha256": item.sha256, "quant": item.quant, "gated": item.gated,
+             "licence_url": item.licence_url, "resolved": not item.approximate}
+            for item in plan.files]
+
+
 def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
     """Return the variables every playbook string and template sees."""
+    paths = node_paths(cfg, facts)
     return {
         "cfg": cfg,
         "facts": facts,
         "plan": plan,
-        "paths": node_paths(cfg, facts),
+        "paths": paths,
+        "model_files": model_file_specs(plan, paths),
+        "hub_endpoint": (cfg.hf.endpoint or DEFAULT_HUB).rstrip("/"),
         "python": choose_python(cfg, facts),
         "pip_options": pip_options(cfg),
         "device": device_for(facts),

@@ -33,7 +33,8 @@ class StepContext:
     node: Any  # remote.Node
     paths: NodePaths
     on_output: Callable[[str], None] = lambda line: None
-    state: dict = dataclasses.field(default_factory=dict)  # recorded into state.json
+    on_progress: Callable[[dict], None] = lambda event: None  # structured progress (downloads)
+    secrets: dict = dataclasses.field(default_factory=dict)  # never logged, never stored
 
 
 class Step(BaseModel):
