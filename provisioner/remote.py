@@ -281,7 +281,9 @@ def connect(target: Target, *, accept_new_host_key: bool = False, timeout: float
                             "allow_agent": True, "banner_timeout": timeout,
                             "auth_timeout": timeout}
     if target.identity_file:
-        connect_kwargs["pkey"] = _load_key(target.identity_file)
+        key = _load_key(target.identity_file)
+        if key is not None:
+            connect_kwargs["pkey"] = key
 
     attempt = 0
     while True:
@@ -350,11 +352,18 @@ def _open_socket(target: Target, timeout: float, where: str, last_try: bool) -> 
 
 
 def _load_key(path: str):
+    """Load a private key; None means 'use ssh-agent' (the file is encrypted)."""
     import paramiko
 
     try:
         return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError) as error:
+        # cryptography raises TypeError for a passphrase-protected OpenSSH key.
+        if isinstance(error, TypeError) and "password" not in str(error).lower():
+            raise ConnectError(f"{path}: not a usable private key ({error})",
+                               "point identity_file: at an OpenSSH private key") from None
+        if os.environ.get("SSH_AUTH_SOCK"):
+            return None  # encrypted on disk: its unlocked copy in ssh-agent is used instead
         raise ConnectError(
             f"{path}: the identity file is encrypted and provision does not ask for passphrases",
             f"load it into ssh-agent (ssh-add {shlex.quote(path)}) and remove identity_file: "

@@ -99,43 +99,104 @@ STATUS_STYLE = {"ok": "green", "changed": "yellow", "would-change": "cyan", "ski
 
 
 class StepProgress:
-    """Live progress of the step loop: a spinner with the step and its last output line on a
-    terminal; one plain line per finished step elsewhere (CI logs)."""
+    """Live progress of the step loop.
+
+    On a terminal: a spinner line for the current step with its last output line, and one
+    bar per downloading file plus a total (bytes, rate, ETA). Elsewhere (CI logs): one plain
+    line per finished step and a download line per file at most every 10 seconds.
+    """
+
+    LOG_EVERY = 10.0
 
     def __init__(self, console: Console, verbose: bool = False) -> None:
         self.console = console
         self.verbose = verbose
-        self._status = None
-        self._step = ""
+        self._progress = None
+        self._step_task = None
+        self._file_tasks: dict[str, int] = {}
+        self._total_task = None
+        self._last_log: dict[str, float] = {}
 
     def __enter__(self) -> "StepProgress":
         if self.console.is_terminal:
-            self._status = self.console.status("connecting and reading facts...")
-            self._status.__enter__()
+            from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn,
+                                       TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                      DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                      console=self.console, transient=True)
+            self._progress.__enter__()
+            self._step_task = self._progress.add_task("connecting and reading facts...", total=None)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._status is not None:
-            self._status.__exit__(*exc)
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
 
     def handle(self, event) -> None:
         """Render one ``engine.StepEvent``."""
         counter = f"[{event.index + 1}/{event.total}]"
         if event.phase == "start":
-            self._step = f"{counter} {event.step.name}: {event.step.describe()}"
-            if self._status is not None:
-                self._status.update(self._step)
+            self._describe(f"{counter} {event.step.name}: {event.step.describe()}"[:110])
         elif event.phase == "output":
             if self.verbose:
                 self.console.print(f"  [dim]{event.step.name}[/] | {event.line}", markup=True,
                                    highlight=False, soft_wrap=True)
-            elif self._status is not None:
-                self._status.update(f"{self._step}\n  [dim]{event.line[-100:]}[/]")
+            else:
+                self._describe(f"{counter} {event.step.name}: [dim]{event.line[-80:]}[/]")
+        elif event.phase == "progress" and event.data:
+            self._download(event.data)
         elif event.phase == "end" and event.result is not None:
             result = event.result
             style = STATUS_STYLE.get(result.status, "")
             self.console.print(f"{counter} [{style}]{result.status:>12}[/] {result.name} "
                                f"[dim]({result.duration:.2f}s)[/]", highlight=False)
+
+    def _describe(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._step_task, description=text)
+
+    def _download(self, data: dict) -> None:
+        import os
+        import time
+
+        name = os.path.basename(str(data.get("dest", "?")))
+        kind = data.get("event")
+        done, total = data.get("done"), data.get("total")
+        if kind in ("retry", "error", "note"):
+            message = data.get("error") or data.get("message") or ""
+            self.console.print(f"  [yellow]{name}: {kind}[/] {message}", highlight=False)
+        if self._progress is None:
+            now = time.monotonic()
+            if kind == "progress" and now - self._last_log.get(name, 0.0) >= self.LOG_EVERY:
+                self._last_log[name] = now
+                share = f" ({100 * done / total:.0f}%)" if done is not None and total else ""
+                self.console.print(f"  {name}: {format_bytes(done or 0)}"
+                                   f"{' / ' + format_bytes(total) if total else ''}{share}")
+            elif kind == "done":
+                self.console.print(f"  {name}: verified ({format_bytes(data.get('bytes', 0))})")
+            return
+        if kind == "start":
+            self._file_tasks[name] = self._progress.add_task(f"  {name}", total=total or None)
+            self._retotal()
+        task = self._file_tasks.get(name)
+        if task is None:
+            return
+        if kind == "progress" and done is not None:
+            self._progress.update(task, completed=done)
+        elif kind == "done":
+            self._progress.update(task, completed=data.get("bytes", 0), total=data.get("bytes", 0))
+        self._retotal()
+
+    def _retotal(self) -> None:
+        by_id = {task.id: task for task in self._progress.tasks}
+        tasks = [by_id[i] for i in self._file_tasks.values()]
+        total = sum(task.total or 0 for task in tasks)
+        completed = sum(task.completed for task in tasks)
+        if self._total_task is None and len(tasks) > 1:
+            self._total_task = self._progress.add_task("  all files", total=total)
+        if self._total_task is not None:
+            self._progress.update(self._total_task, total=total, completed=completed)
 
 
 def show_up(console: Console, report) -> None:
