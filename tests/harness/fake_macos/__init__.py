@@ -1,0 +1,240 @@
+"""EMULATION of a macOS userland for tests: the values the PATH shims in ``bin/`` print.
+
+No Mac exists on the test machine. A "macOS node" is a Linux user whose SSH sessions have
+``bin/`` first on PATH, so ``sysctl``, ``sw_vers``, ``uname``, ``vm_stat``, ``memory_pressure``
+and ``xcode-select`` answer in the real macOS formats (README.md lists the sources). This
+module computes the values those shims print and writes them to a per-node ``values.env``
+(shell ``KEY='value'`` lines) that every shim re-reads on every call, so a test can change
+memory, pressure or swap while a node runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+SHIM_DIR = Path(__file__).resolve().parent / "bin"
+SHIMS = ("sysctl", "sw_vers", "uname", "vm_stat", "memory_pressure", "xcode-select")
+# brew is not on PATH in a non-interactive SSH session on a real Mac (FACTS.md): its stand-in
+# is installed off PATH, in <node>/fake_macos/homebrew/bin/brew.
+HOMEBREW_SHIM = "brew"
+PAGE_SIZE = 16384
+GIB = 1024**3
+
+# chip -> (performance cores, efficiency cores, hw.model of a typical Mac with that chip)
+_CHIPS: dict[str, tuple[int, int, str]] = {
+    "Apple M1": (4, 4, "Macmini9,1"),
+    "Apple M1 Pro": (8, 2, "MacBookPro18,1"),
+    "Apple M1 Max": (8, 2, "Mac13,1"),
+    "Apple M1 Ultra": (16, 4, "Mac13,2"),
+    "Apple M2": (4, 4, "Mac14,3"),
+    "Apple M2 Pro": (8, 4, "Mac14,12"),
+    "Apple M2 Max": (8, 4, "Mac14,13"),
+    "Apple M2 Ultra": (16, 8, "Mac14,14"),
+    "Apple M3": (4, 4, "Mac15,3"),
+    "Apple M3 Pro": (6, 6, "Mac15,6"),
+    "Apple M3 Max": (12, 4, "Mac15,9"),
+    "Apple M3 Ultra": (24, 8, "Mac15,14"),
+    "Apple M4": (4, 6, "Mac16,10"),
+    "Apple M4 Pro": (10, 4, "Mac16,11"),
+    "Apple M4 Max": (12, 4, "Mac16,9"),
+}
+# Real build numbers of a few releases; others get a plausible synthetic one.
+_BUILDS = {
+    "14.7": "23H124", "15.0": "24A335", "15.1": "24B83", "15.2": "24C101", "15.3": "24D60",
+    "15.4": "24E248", "15.5": "24F74", "15.6": "24G84", "26.0": "25A354",
+}
+# Typical share of memory that memory_pressure reports free, per pressure level.
+_FREE_PERCENT = {1: 62, 2: 25, 4: 7}
+_COMPRESSOR_SHARE = {1: 0.0, 2: 0.08, 4: 0.20}
+
+# vm_stat labels in the order macOS prints them, and the key each one has in values.env.
+VM_STAT_LABELS = (
+    ("Pages free", "pages_free"),
+    ("Pages active", "pages_active"),
+    ("Pages inactive", "pages_inactive"),
+    ("Pages speculative", "pages_speculative"),
+    ("Pages throttled", "pages_throttled"),
+    ("Pages wired down", "pages_wired_down"),
+    ("Pages purgeable", "pages_purgeable"),
+    ('"Translation faults"', "translation_faults"),
+    ("Pages copy-on-write", "pages_copy_on_write"),
+    ("Pages zero filled", "pages_zero_filled"),
+    ("Pages reactivated", "pages_reactivated"),
+    ("Pages purged", "pages_purged"),
+    ("File-backed pages", "file_backed_pages"),
+    ("Anonymous pages", "anonymous_pages"),
+    ("Pages stored in compressor", "pages_stored_in_compressor"),
+    ("Pages occupied by compressor", "pages_occupied_by_compressor"),
+    ("Decompressions", "decompressions"),
+    ("Compressions", "compressions"),
+    ("Pageins", "pageins"),
+    ("Pageouts", "pageouts"),
+    ("Swapins", "swapins"),
+    ("Swapouts", "swapouts"),
+)
+VM_STAT_KEYS = tuple(key for _, key in VM_STAT_LABELS)
+
+# Inputs a test may set (start_node(..., fake_macos={...}) or SshNode.fake_macos_set(...)).
+INPUTS = (
+    "memory_gb", "memsize", "chip", "ncpu", "macos_version", "build_version", "hostname",
+    "wired_limit_mb", "pressure_level", "free_percent", "swap_total_mb", "swap_used_mb",
+    "swap_encrypted", "xcode_clt", "brew_version", *VM_STAT_KEYS,
+)
+
+
+def darwin_release(macos_version: str) -> str:
+    """Return the Darwin kernel release ``uname -r`` prints for a macOS version (15.5 -> 24.5.0)."""
+    parts = [int(p) for p in macos_version.split(".")[:2]] + [0]
+    major, minor = parts[0], parts[1]
+    if major == 10:
+        return f"{minor + 4}.0.0"
+    if major >= 26:  # macOS 26 (2025) runs Darwin 25
+        return f"{major - 1}.{minor}.0"
+    return f"{major + 9}.{minor}.0"
+
+
+def build_version(macos_version: str) -> str:
+    """Return the ``sw_vers -buildVersion`` of a macOS version (real where known)."""
+    key = ".".join(macos_version.split(".")[:2])
+    if "." not in key:
+        key += ".0"
+    if key in _BUILDS:
+        return _BUILDS[key]
+    darwin_major, minor = darwin_release(key).split(".")[:2]
+    return f"{darwin_major}{chr(ord('A') + int(minor) % 26)}100"
+
+
+def _mb(value: float) -> str:
+    return f"{value:.2f}M"
+
+
+def compute(inputs: dict[str, Any]) -> dict[str, str]:
+    """Return every values.env entry (UPPER_CASE keys) derived from ``inputs``.
+
+    Unset inputs are derived: ``memsize`` from ``memory_gb``; the vm_stat counters from
+    memsize, ``free_percent`` and ``pressure_level`` (1 green, 2 yellow, 4 red); swap counters
+    from ``swap_used_mb``. An input set explicitly always wins over the derived value.
+    """
+    unknown = set(inputs) - set(INPUTS)
+    if unknown:
+        raise TypeError(f"unknown fake_macos value(s) {sorted(unknown)}; known: {', '.join(INPUTS)}")
+    get = inputs.get
+    memsize = int(get("memsize") or round(float(get("memory_gb", 64)) * GIB))
+    chip = str(get("chip", "Apple M4 Pro"))
+    perf, eff, model = _CHIPS.get(chip, (8, 4, "Mac16,11"))
+    ncpu = int(get("ncpu") or perf + eff)
+    if get("ncpu") and chip not in _CHIPS:
+        perf, eff = ncpu, 0
+    version = str(get("macos_version", "15.5"))
+    pressure = int(get("pressure_level", 1))
+    if pressure not in _FREE_PERCENT:
+        raise ValueError("pressure_level must be 1 (normal), 2 (warn) or 4 (critical)")
+    free_percent = int(get("free_percent", _FREE_PERCENT[pressure]))
+    swap_used = float(get("swap_used_mb", 0.0))
+    swap_total = get("swap_total_mb")
+    if swap_total is None:  # macOS grows swap in 1 GiB files, none until needed
+        swap_total = 0.0 if swap_used <= 0 else max(1024.0, math.ceil((swap_used + 1) / 1024) * 1024.0)
+    swap_total = float(swap_total)
+
+    total_pages = memsize // PAGE_SIZE
+    free_share = free_percent / 100
+    pages = {
+        "pages_free": int(total_pages * free_share * 0.50),
+        "pages_inactive": int(total_pages * free_share * 0.44),
+        "pages_speculative": int(total_pages * free_share * 0.06),
+        "pages_throttled": 0,
+        "pages_wired_down": int(total_pages * 0.13),
+        "pages_purgeable": int(total_pages * 0.002),
+        "pages_occupied_by_compressor": int(total_pages * _COMPRESSOR_SHARE[pressure]),
+    }
+    pages["pages_active"] = max(
+        0,
+        total_pages - pages["pages_free"] - pages["pages_inactive"] - pages["pages_speculative"]
+        - pages["pages_wired_down"] - pages["pages_occupied_by_compressor"],
+    )
+    swapped_pages = int(swap_used * 1024 * 1024 / PAGE_SIZE)
+    pages.update(
+        translation_faults=48_712_353,
+        pages_copy_on_write=1_841_701,
+        pages_zero_filled=21_474_193,
+        pages_reactivated=190_831,
+        pages_purged=105_461,
+        file_backed_pages=pages["pages_inactive"] // 2 + pages["pages_active"] // 4,
+        anonymous_pages=pages["pages_active"] - pages["pages_active"] // 4,
+        pages_stored_in_compressor=int(pages["pages_occupied_by_compressor"] * 2.6),
+        decompressions=int(pages["pages_occupied_by_compressor"] * 1.5),
+        compressions=int(pages["pages_occupied_by_compressor"] * 3.1),
+        pageins=1_043_421,
+        pageouts=5_121 + swapped_pages,
+        swapins=int(swapped_pages * 0.8),
+        swapouts=swapped_pages,
+    )
+    for key in VM_STAT_KEYS:
+        if get(key) is not None:
+            pages[key] = int(get(key))
+
+    values: dict[str, Any] = {
+        "HW_MEMSIZE": memsize,
+        "HW_PAGES": total_pages,
+        "HW_NCPU": ncpu,
+        "HW_PERFLEVEL0_PHYSICALCPU": perf,
+        "HW_PERFLEVEL1_PHYSICALCPU": eff,
+        "HW_MODEL": model,
+        "HW_PAGESIZE": PAGE_SIZE,
+        "CPU_BRAND": chip,
+        "IOGPU_WIRED_LIMIT_MB": int(get("wired_limit_mb", 0)),
+        "PRESSURE_LEVEL": pressure,
+        "FREE_PERCENT": free_percent,
+        "SWAP_TOTAL": _mb(swap_total),
+        "SWAP_USED": _mb(swap_used),
+        "SWAP_FREE": _mb(max(0.0, swap_total - swap_used)),
+        "SWAP_ENCRYPTED": "(encrypted)" if get("swap_encrypted", True) else "",
+        "OS_NAME": "macOS",
+        "OS_VERSION": version,
+        "OS_BUILD": str(get("build_version") or build_version(version)),
+        "DARWIN_RELEASE": darwin_release(version),
+        "KERN_HOSTNAME": str(get("hostname", "node1")),
+        "XCODE_CLT": str(get("xcode_clt", "/Library/Developer/CommandLineTools")),
+        "BREW_VERSION": str(get("brew_version", "4.5.8")),
+    }
+    values["DARWIN_VERSION"] = (
+        f"Darwin Kernel Version {values['DARWIN_RELEASE']}: Tue Apr 22 19:54:43 PDT 2025; "
+        "root:xnu-11417.121.6~2/RELEASE_ARM64_T6041"
+    )
+    values.update({f"VM_{key.upper()}": value for key, value in pages.items()})
+    return {key: str(value) for key, value in values.items()}
+
+
+def write_values(path: Path, inputs: dict[str, Any]) -> dict[str, str]:
+    """Write values.env for ``inputs`` atomically (shims never read half a file); return it."""
+    values = compute(inputs)
+    text = "# fake_macos values (EMULATION); written by tests/harness/fake_macos\n" + "".join(
+        f"{key}={shlex.quote(value)}\n" for key, value in values.items()
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return values
+
+
+def install(dest: Path, inputs: dict[str, Any]) -> tuple[Path, Path]:
+    """Copy the shims into ``dest``/bin (+ homebrew/bin/brew), write values.env; return the dirs."""
+    bin_dir = dest / "bin"
+    brew_dir = dest / "homebrew" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    brew_dir.mkdir(parents=True, exist_ok=True)
+    for name in SHIMS:
+        shutil.copy2(SHIM_DIR / name, bin_dir / name)
+        os.chmod(bin_dir / name, 0o755)
+    shutil.copy2(SHIM_DIR / HOMEBREW_SHIM, brew_dir / HOMEBREW_SHIM)
+    os.chmod(brew_dir / HOMEBREW_SHIM, 0o755)
+    for folder in (dest, bin_dir, brew_dir.parent, brew_dir):
+        os.chmod(folder, 0o755)
+    write_values(dest / "values.env", inputs)
+    return bin_dir, brew_dir
