@@ -1,0 +1,1 @@
+"""STAND-IN of ComfyUI's ``comfy`` package (tests only; see README.md)."""

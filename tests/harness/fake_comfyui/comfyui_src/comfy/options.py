@@ -1,0 +1,1 @@
+"""STAND-IN of comfy/options.py (kept for the upstream import order)."""
