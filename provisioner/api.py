@@ -128,7 +128,7 @@ class UpReport(BaseModel):
 
 def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
        no_models: bool = False, accept_new_host_key: bool = False, break_lock: bool = False,
-       on_event: EventSink = lambda event: None) -> UpReport:
+       lock_wait: int = 10, on_event: EventSink = lambda event: None) -> UpReport:
     """Bring the node to the playbook's state: facts -> sizing -> steps (-> launch).
 
     Raises ``StepFailed`` (with ``.report``, the UpReport so far) when a step fails.
@@ -167,7 +167,7 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
 
         if dry_run:
             return report(run_steps(node, steps, ctx, dry_run=True, on_event=on_event))
-        with node_lock(node, paths.lock_dir, force=break_lock):
+        with node_lock(node, paths.lock_dir, wait_seconds=lock_wait, force=break_lock):
             previous = read_state(node, paths.state_file)
             steps = preflight_downloads(node, cfg, facts, steps, token)
             try:

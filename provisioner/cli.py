@@ -88,8 +88,10 @@ def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_k
 @click.option("-v", "--verbose", is_flag=True, help="Stream the node's full output.")
 @click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
 @click.option("--break-lock", is_flag=True, help="Take the node's lock even if another run holds it.")
+@click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
+              metavar="SECONDS", help="How long to wait for another run's lock.")
 def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json: bool,
-       verbose: bool, accept_new_host_key: bool, break_lock: bool) -> None:
+       verbose: bool, accept_new_host_key: bool, break_lock: bool, lock_wait: int) -> None:
     """Bring the node up: facts -> sizing -> steps -> launch; re-running resumes."""
 
     def body() -> int:
@@ -101,7 +103,8 @@ def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json:
             with progress:
                 report = api.up(node_yaml, dry_run=dry_run, no_launch=no_launch,
                                 no_models=no_models, accept_new_host_key=accept_new_host_key,
-                                break_lock=break_lock, on_event=progress.handle)
+                                break_lock=break_lock, lock_wait=lock_wait,
+                                on_event=progress.handle)
         except StepFailed as error:
             partial = getattr(error, "report", None)
             if partial is not None:
