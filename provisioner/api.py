@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Iterator, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
 from .config import NodeConfig, load_node
 from .engine import EventSink, StepResult, run_steps
-from .errors import ConfigError, DownloadError, SizingError, StepFailed
+from .errors import ConfigError, DownloadError, ProvisionError, SizingError, StepFailed
 from .facts import NodeFacts
 from .playbook import load_steps
 from .remote import NodeStats
 from .sizing import ModelPlan
 from .steps import StepContext
 from .units import format_bytes
+
+if TYPE_CHECKING:
+    from .tunnel import Tunnel
 
 
 # Preflight disk check for downloads: the bytes still to fetch, 10% for the filesystem and
@@ -128,10 +131,14 @@ class UpReport(BaseModel):
 
 def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
        no_models: bool = False, accept_new_host_key: bool = False, break_lock: bool = False,
-       lock_wait: int = 10, on_event: EventSink = lambda event: None) -> UpReport:
+       lock_wait: int = 10, on_event: EventSink = lambda event: None,
+       hold: Optional[Callable[[UpReport, "Tunnel"], None]] = None,
+       on_tunnel_event: Callable[[str], None] = lambda message: None) -> UpReport:
     """Bring the node to the playbook's state: facts -> sizing -> steps (-> launch).
 
-    Raises ``StepFailed`` (with ``.report``, the UpReport so far) when a step fails.
+    Raises ``StepFailed`` (with ``.report``, the UpReport so far) when a step fails. With
+    ``hold``, once ComfyUI is healthy the tunnel is opened on the same connection and
+    ``hold(report, tunnel)`` runs (it returns when the user is done, e.g. on Ctrl-C).
     """
     from .catalog import load_catalog
     from .facts import gather
@@ -180,7 +187,30 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
                 raise
             write_state(node, paths.state_file,
                         installed_state(cfg, facts, model_plan, paths, results, previous), previous)
-        return report(results)
+        final = report(results)
+        launched = any(r.name == "health" and r.status in ("ok", "changed") for r in results)
+        if hold is not None and launched:
+            with open_tunnel(cfg, node, on_tunnel_event, accept_new_host_key) as tunnel:
+                hold(final, tunnel)
+        return final
+
+
+@contextlib.contextmanager
+def open_tunnel(cfg: NodeConfig, node, on_event: Callable[[str], None],
+                accept_new_host_key: bool = False, remote_port: Optional[int] = None):
+    """Open the local tunnel to ComfyUI over ``node``'s connection; reconnect if it drops."""
+    from .remote import connect, target_of
+    from .tunnel import Tunnel
+
+    tunnel = Tunnel(node, remote_port or cfg.tunnel.remote_port, cfg.tunnel.local_port,
+                    pinned=cfg.tunnel.pin_local_port, on_event=on_event,
+                    reconnect=lambda: connect(target_of(cfg), accept_new_host_key=accept_new_host_key))
+    with tunnel:
+        try:
+            yield tunnel
+        finally:
+            if tunnel.node is not node:
+                tunnel.node.close()
 
 
 def hub_token(cfg: NodeConfig) -> Optional[str]:
@@ -266,3 +296,180 @@ def preview_steps(cfg: NodeConfig, facts: NodeFacts, model_plan) -> list[StepPre
     """List the steps ``up`` would run for this node, in order."""
     return [StepPreview(name=step.name, kind=step.kind, description=step.describe())
             for step in load_steps(cfg, facts, model_plan)]
+
+
+# ---------------------------------------------------------------------------- after up
+
+
+class ServiceState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    loaded: bool
+    running: bool
+    pid: Optional[int] = None
+    uptime: Optional[str] = None  # ps etime, e.g. "01:02:03"
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    answering: bool
+    healthy: bool = False
+    problem: Optional[str] = None
+    device: Optional[str] = None
+    comfyui_version: Optional[str] = None
+    pytorch_version: Optional[str] = None
+    unets: list[str] = []
+    text_encoders: list[str] = []
+
+
+class StatusReport(BaseModel):
+    """What ``provision status`` shows; ``--json`` is this model's JSON."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
+    node: str
+    host: str
+    installed: bool
+    last_up: Optional[dict[str, Any]] = None
+    model_plan: Optional[dict[str, Any]] = None
+    remote_port: int
+    service: ServiceState
+    health: Health
+    memory: Optional["MemorySample"] = None
+
+
+def _node_steps(cfg: NodeConfig, node, facts: NodeFacts) -> dict[str, Any]:
+    """Return the playbook's steps by name, as ``up`` renders them for this node."""
+    from .catalog import load_catalog
+    from .sizing import SizingOptions, choose_models
+
+    model_plan = choose_models(facts, load_catalog(), SizingOptions.from_config(cfg))
+    return {step.name: step for step in load_steps(cfg, facts, model_plan)}
+
+
+def status(config_path: str, *, accept_new_host_key: bool = False) -> StatusReport:
+    """Report the service, its health, its device and models, and memory pressure."""
+    from .facts import gather
+    from .layout import node_paths
+    from .memory import MemorySample, memory_script, parse_memory
+    from .steps.service import parse_status, status_script
+    from .steps.base import q, sections
+
+    StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
+    cfg = load_node(config_path)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+        facts = gather(node, cfg.workdir)
+        paths = node_paths(cfg, facts)
+        steps = _node_steps(cfg, node, facts)
+        launch, health = steps["launch"], steps["health"]
+        script = (f"echo @@state; cat {q(paths.state_file)} 2>/dev/null; "
+                  f"echo @@service; {status_script(launch)}; "
+                  f"echo @@memory; {memory_script(facts.platform)}")
+        output = node.run("/bin/sh -s", stdin=script + "\n", check=False).stdout
+        found = sections(output)
+        state = _json_or_empty(found.get("state", ""))
+        service = parse_status(found.get("service", ""))
+        uptime = None
+        if service["pid"]:
+            uptime = node.run(f"ps -o etime= -p {service['pid']}", check=False).stdout.strip() or None
+        port = int(state.get("remote_port") or cfg.tunnel.remote_port)
+        checks: dict[str, Any] = {"port": port}
+        if "models" not in (state.get("last_up") or {}).get("steps_done", []):
+            checks.update(expect_unet=None, expect_clips=[])  # up ran with --no-models
+        try:
+            memory = parse_memory(facts.platform, output)
+        except ProvisionError:
+            memory = None
+        return StatusReport(
+            node=cfg.name, host=cfg.host, installed=bool(state), last_up=state.get("last_up"),
+            model_plan=state.get("model_plan"), remote_port=port,
+            service=ServiceState(uptime=uptime, **service),
+            health=check_health(node, health.model_copy(update=checks)),
+            memory=memory,
+        )
+
+
+def _json_or_empty(text: str) -> dict:
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_health(node, health_step) -> Health:
+    """Ask ComfyUI once (no waiting) whether it is up, on which device, with which models."""
+    from .comfy import ComfyClient, ComfyUnavailable
+
+    client = ComfyClient(node, health_step.port, timeout=5)
+    try:
+        stats = client.system_stats()
+        problem = health_step.check(client)
+        unets = client.choices(health_step.unet_loader, "unet_name")
+        encoders = client.choices("DualCLIPLoaderGGUF", "clip_name1")
+    except ComfyUnavailable as error:
+        return Health(answering=False, problem=str(error))
+    system = stats.get("system", {})
+    devices = stats.get("devices") or [{}]
+    return Health(answering=True, healthy=problem is None, problem=problem,
+                  device=devices[0].get("type"), comfyui_version=system.get("comfyui_version"),
+                  pytorch_version=system.get("pytorch_version"), unets=unets, text_encoders=encoders)
+
+
+def logs(config_path: str, *, lines: int = 200, follow: bool = False,
+         on_line: Callable[[str], None], accept_new_host_key: bool = False) -> None:
+    """Send the node's ComfyUI log to ``on_line``; with ``follow``, until interrupted."""
+    from .facts import gather
+    from .layout import node_paths
+    from .steps.base import q
+
+    cfg = load_node(config_path)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+        paths = node_paths(cfg, gather(node, cfg.workdir))
+        log = q(paths.comfyui_log)
+        exists = node.run(f"test -f {log}", check=False)
+        if exists.exit_code != 0:
+            raise ConfigError(f"{config_path}: no ComfyUI log on the node yet ({paths.comfyui_log})",
+                              "run `provision up` first")
+        command = f"tail -n {int(lines)} {'-F ' if follow else ''}{log}"
+        node.run(command, on_output=on_line, check=False)
+
+
+def restart(config_path: str, *, accept_new_host_key: bool = False,
+            on_event: EventSink = lambda event: None) -> Health:
+    """Restart ComfyUI and wait until it is healthy again."""
+    from .facts import gather
+    from .layout import node_paths
+    from .steps.service import restart_service
+
+    cfg = load_node(config_path)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+        facts = gather(node, cfg.workdir)
+        steps = _node_steps(cfg, node, facts)
+        launch, health = steps["launch"], steps["health"]
+        ctx = StepContext(node=node, paths=node_paths(cfg, facts))
+        restart_service(node, launch)
+        time.sleep(0.5)
+        run_steps(node, [launch, health.model_copy(update={"when": True})], ctx, on_event=on_event)
+        return check_health(node, health)
+
+
+def tunnel(config_path: str, *, hold: Callable[["Tunnel"], None],
+           on_event: Callable[[str], None] = lambda message: None,
+           accept_new_host_key: bool = False) -> None:
+    """Open the tunnel to a node where ComfyUI already runs and hold it."""
+    from .facts import gather
+    from .layout import node_paths
+    from .state import read_state
+
+    cfg = load_node(config_path)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+        paths = node_paths(cfg, gather(node, cfg.workdir))
+        state = read_state(node, paths.state_file)
+        port = int(state.get("remote_port") or cfg.tunnel.remote_port)
+        with open_tunnel(cfg, node, on_event, accept_new_host_key, remote_port=port) as opened:
+            hold(opened)

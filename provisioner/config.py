@@ -23,6 +23,7 @@ COMFYUI_REF = "v0.3.64"  # the newest release that starts on torch 2.3.1 (FACTS.
 GGUF_NODE_REPO = "https://github.com/city96/ComfyUI-GGUF.git"
 GGUF_NODE_REF = "795e451"
 
+REJECTED_FP32_VAE_FLAG = "--fp32vae"  # the seed's spelling, rejected by ComfyUI's argparse
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 # Hugging Face user access tokens start with hf_; anything long and random-looking that is
@@ -78,6 +79,24 @@ class GitSource(_Model):
     ref: str = Field(min_length=1, description="tag, branch or commit to check out")
 
 
+class ComfyUIConfig(GitSource):
+    extra_args: list[str] = Field(default_factory=list,
+                                  description="more ComfyUI flags, e.g. [--preview-method, auto]")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _managed_flags(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            flag = arg.split("=", 1)[0]
+            if flag in ("--listen", "--port"):
+                raise ValueError(f"{flag} is managed by provision (ComfyUI listens on 127.0.0.1 "
+                                 "and you reach it through the tunnel; the port is tunnel.remote_port)")
+            if flag == REJECTED_FP32_VAE_FLAG:
+                raise ValueError("ComfyUI rejects --fp32vae; the flag is --fp32-vae, and provision "
+                                 "already passes it")
+        return value
+
+
 class PythonConfig(_Model):
     version: str = Field(
         "auto", pattern=r"^(auto|3\.1[0-2])$", description="auto: newest 3.10-3.12 on the node"
@@ -124,7 +143,8 @@ class NodeConfig(_Model):
     workdir: str = Field("~/provision", min_length=1)
     tunnel: TunnelConfig = Field(default_factory=TunnelConfig)
     hf: HubConfig = Field(default_factory=HubConfig)
-    comfyui: GitSource = Field(default_factory=lambda: GitSource(repo=COMFYUI_REPO, ref=COMFYUI_REF))
+    comfyui: ComfyUIConfig = Field(
+        default_factory=lambda: ComfyUIConfig(repo=COMFYUI_REPO, ref=COMFYUI_REF))
     gguf_node: GitSource = Field(
         default_factory=lambda: GitSource(repo=GGUF_NODE_REPO, ref=GGUF_NODE_REF)
     )

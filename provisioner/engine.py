@@ -110,7 +110,7 @@ def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool 
             outputs = {index + offset: text for offset, text in _probe(node, remaining).items()}
             first_unprobed = total
         try:
-            change = step.decide(outputs.get(index))
+            change = step.decide_live(ctx, outputs.get(index))
             if change is None:
                 status, detail = "ok", "already as wanted"
             elif dry_run:

@@ -34,6 +34,7 @@ class NodePaths(BaseModel):
     lock_dir: str
     logs: str
     comfyui_log: str
+    run_dir: str
     constraints: str
     token_file: str
     downloads: str
@@ -72,6 +73,7 @@ def node_paths(cfg: NodeConfig, facts: NodeFacts) -> NodePaths:
         lock_dir=join(state_dir, "lock"),
         logs=logs,
         comfyui_log=join(logs, "comfyui.log"),
+        run_dir=join(state_dir, "run"),
         constraints=join(state_dir, "constraints.txt"),
         token_file=join(state_dir, "hf_token"),
         downloads=join(workdir, "downloads"),

@@ -22,22 +22,13 @@ from .config import NodeConfig
 from .errors import ConfigError
 from .facts import NodeFacts
 from .layout import choose_python, node_paths
-from .resources import data_dir, data_file
+from .rendering import environment
+from .resources import data_file
 from .steps import STEP_KINDS, Step
 
 BUILTIN = "comfyui-flux.yaml"
 _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 _RESERVED = {"for_each", "after", "before"}
-
-
-def _environment():
-    import jinja2
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True,
-                             loader=jinja2.FileSystemLoader(str(data_dir("templates"))))
-    env.filters["q"] = lambda value: shlex.quote(str(value))
-    return env
 
 
 def pip_options(cfg: NodeConfig) -> str:
@@ -62,6 +53,7 @@ def device_for(facts: NodeFacts) -> str:
 
 
 DEFAULT_HUB = "https://huggingface.co"
+SERVICE_LABEL = "dev.provision.comfyui"
 
 
 def model_file_specs(plan, paths) -> list[dict[str, Any]]:
@@ -82,6 +74,8 @@ def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
         "plan": plan,
         "paths": paths,
         "model_files": model_file_specs(plan, paths),
+        "model_names": {item.role: item.name for item in plan.files},
+        "service_label": SERVICE_LABEL,
         "hub_endpoint": (cfg.hf.endpoint or DEFAULT_HUB).rstrip("/"),
         "python": choose_python(cfg, facts),
         "pip_options": pip_options(cfg),
@@ -96,7 +90,7 @@ def load_steps(cfg: NodeConfig, facts: NodeFacts, plan,
     """Render the built-in playbook (extended by node.yaml's ``playbook:``) into steps."""
     context = build_context(cfg, facts, plan)
     context.update(extra_context or {})
-    env = _environment()
+    env = environment()
     builtin_path = data_file("playbooks", BUILTIN)
     raw_steps = _read_steps(builtin_path)
     if cfg.playbook:

@@ -132,6 +132,11 @@ class SSHNode:
         channel.exec_command(command)
         return Spawned(channel)
 
+    def open_tcp(self, port: int, timeout: float = 10.0):
+        """Open a TCP stream to 127.0.0.1:``port`` on the node, through this connection."""
+        return self.transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0),
+                                           timeout=timeout)
+
     def _sftp_client(self):
         with self._sftp_lock:
             if self._sftp is None:
@@ -271,8 +276,15 @@ def connect(target: Target, *, accept_new_host_key: bool = False, timeout: float
     Connection-level failures (refused, timed out) are retried with backoff; host-key and
     authentication failures are never retried.
     """
+    import logging
+
     from fabric import Connection  # lazy: only commands that reach a node pay for it
     import paramiko
+
+    # paramiko logs expected events (a refused channel while ComfyUI starts) as errors;
+    # our own errors say what matters, so keep its log off the user's terminal.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
 
     from . import hostkeys
 
@@ -402,6 +414,9 @@ class LocalNode:
         if check and result.exit_code != 0:
             raise CommandFailed(result)
         return result
+
+    def open_tcp(self, port: int, timeout: float = 10.0):
+        return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
     def put(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
         self.stats.transfers += 1

@@ -132,6 +132,7 @@ class StepProgress:
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+            self._progress = None
 
     def handle(self, event) -> None:
         """Render one ``engine.StepEvent``."""
@@ -219,3 +220,37 @@ def show_up(console: Console, report) -> None:
     console.print(f"{summary}, {len(report.steps)} in all, {report.duration:.2f}s "
                   f"[dim](ssh: {report.cost.connections} connection, {report.cost.commands} "
                   f"commands, {report.cost.transfers} transfers)[/]")
+
+
+def show_status(console: Console, report) -> None:
+    """Print a ``StatusReport``."""
+    table = Table(title=f"Status of {report.node} ({report.host})", show_header=False,
+                  title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    if not report.installed:
+        table.add_row("installed", "no: `provision up` has not run here")
+    elif report.last_up:
+        failed = report.last_up.get("failed_step")
+        table.add_row("last up", f"[red]failed at {failed}[/]" if failed else "[green]ok[/]")
+    if report.model_plan:
+        table.add_row("models", f"Flux.1 {report.model_plan.get('model')} {report.model_plan.get('quality')}")
+    service = report.service
+    running = (f"[green]running[/] pid {service.pid}, up {service.uptime}" if service.running
+               else "[yellow]loaded, not running[/]" if service.loaded else "[red]not running[/]")
+    table.add_row("service", running)
+    health = report.health
+    if health.healthy:
+        table.add_row("health", f"[green]healthy[/] on {health.device} (ComfyUI {health.comfyui_version}, "
+                      f"torch {health.pytorch_version}) at 127.0.0.1:{report.remote_port} on the node")
+    else:
+        table.add_row("health", f"[red]unhealthy[/]: {health.problem}")
+    if health.unets:
+        table.add_row("unets", ", ".join(health.unets))
+    if health.text_encoders:
+        table.add_row("text encoders", ", ".join(health.text_encoders))
+    if report.memory:
+        style = VERDICT_STYLE.get(report.memory.pressure, "")
+        table.add_row("memory", f"pressure [{style}]{report.memory.pressure}[/], swap used "
+                      f"{format_bytes(report.memory.swap_used_bytes)}")
+    console.print(table)

@@ -59,6 +59,10 @@ class Step(BaseModel):
         """Return the change needed given the probe's output, or None when already right."""
         raise NotImplementedError
 
+    def decide_live(self, ctx: StepContext, output: Optional[str]) -> Optional[Change]:
+        """Decide with the node at hand; for checks a shell probe cannot make (HTTP)."""
+        return self.decide(output)
+
     def apply(self, ctx: StepContext, change: Change) -> str:
         """Make ``change`` on the node; return a short detail for the recap."""
         raise NotImplementedError
