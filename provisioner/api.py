@@ -260,7 +260,9 @@ def installed_state(cfg: NodeConfig, facts: NodeFacts, model_plan: ModelPlan, pa
     """Return what state.json records after an ``up``: versions, refs, paths, models."""
     from .layout import choose_python
 
-    done = {r.name for r in results if r.status in ("ok", "changed")}
+    # What is installed accumulates across runs: a later `up --no-models` does not un-install.
+    this_run = {r.name for r in results if r.status in ("ok", "changed")}
+    done = this_run | set((previous.get("last_up") or {}).get("steps_done", []))
     failed = next((r.name for r in results if r.status == "failed"), None)
     python = choose_python(cfg, facts)
     return {
@@ -270,8 +272,8 @@ def installed_state(cfg: NodeConfig, facts: NodeFacts, model_plan: ModelPlan, pa
         "paths": paths.model_dump(),
         "python": {"path": python.path, "version": python.version},
         "torch": cfg.torch.model_dump(),
-        "comfyui": cfg.comfyui.model_dump() if "comfyui" in done else previous.get("comfyui"),
-        "gguf_node": cfg.gguf_node.model_dump() if "gguf-node" in done else previous.get("gguf_node"),
+        "comfyui": cfg.comfyui.model_dump() if "comfyui" in this_run else previous.get("comfyui"),
+        "gguf_node": cfg.gguf_node.model_dump() if "gguf-node" in this_run else previous.get("gguf_node"),
         "models": [dict(f.model_dump(), dest=f"{paths.models}/{f.folder}/{f.file}")
                    for f in model_plan.files],
         "model_plan": {"model": model_plan.model, "quality": model_plan.quality},
@@ -374,21 +376,28 @@ def status(config_path: str, *, accept_new_host_key: bool = False) -> StatusRepo
         uptime = None
         if service["pid"]:
             uptime = node.run(f"ps -o etime= -p {service['pid']}", check=False).stdout.strip() or None
-        port = int(state.get("remote_port") or cfg.tunnel.remote_port)
-        checks: dict[str, Any] = {"port": port}
-        if "models" not in (state.get("last_up") or {}).get("steps_done", []):
-            checks.update(expect_unet=None, expect_clips=[])  # up ran with --no-models
+        health = health_as_installed(health, state, cfg)
         try:
             memory = parse_memory(facts.platform, output)
         except ProvisionError:
             memory = None
         return StatusReport(
             node=cfg.name, host=cfg.host, installed=bool(state), last_up=state.get("last_up"),
-            model_plan=state.get("model_plan"), remote_port=port,
+            model_plan=state.get("model_plan"), remote_port=health.port,
             service=ServiceState(uptime=uptime, **service),
-            health=check_health(node, health.model_copy(update=checks)),
+            health=check_health(node, health),
             memory=memory,
         )
+
+
+def health_as_installed(health_step, state: dict, cfg: NodeConfig):
+    """Return the health check for what ``up`` actually installed: its port, and the model
+    files only if the models step ever ran (``up --no-models`` installs none)."""
+    checks: dict[str, Any] = {"port": int(state.get("remote_port") or cfg.tunnel.remote_port),
+                              "when": True}
+    if "models" not in (state.get("last_up") or {}).get("steps_done", []):
+        checks.update(expect_unet=None, expect_clips=[])
+    return health_step.model_copy(update=checks)
 
 
 def _json_or_empty(text: str) -> dict:
@@ -444,17 +453,19 @@ def restart(config_path: str, *, accept_new_host_key: bool = False,
     """Restart ComfyUI and wait until it is healthy again."""
     from .facts import gather
     from .layout import node_paths
+    from .state import read_state
     from .steps.service import restart_service
 
     cfg = load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
         facts = gather(node, cfg.workdir)
+        paths = node_paths(cfg, facts)
         steps = _node_steps(cfg, node, facts)
-        launch, health = steps["launch"], steps["health"]
-        ctx = StepContext(node=node, paths=node_paths(cfg, facts))
+        launch = steps["launch"]
+        health = health_as_installed(steps["health"], read_state(node, paths.state_file), cfg)
         restart_service(node, launch)
-        time.sleep(0.5)
-        run_steps(node, [launch, health.model_copy(update={"when": True})], ctx, on_event=on_event)
+        time.sleep(0.5)  # let the old process go before asking the new one
+        run_steps(node, [launch, health], StepContext(node=node, paths=paths), on_event=on_event)
         return check_health(node, health)
 
 

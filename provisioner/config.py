@@ -82,6 +82,17 @@ class GitSource(_Model):
 class ComfyUIConfig(GitSource):
     extra_args: list[str] = Field(default_factory=list,
                                   description="more ComfyUI flags, e.g. [--preview-method, auto]")
+    env: dict[str, str] = Field(default_factory=dict,
+                                description="more environment for ComfyUI, e.g. "
+                                            "PYTORCH_MPS_HIGH_WATERMARK_RATIO: '0.0'")
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
 
     @field_validator("extra_args")
     @classmethod

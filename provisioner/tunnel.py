@@ -28,6 +28,9 @@ def bind_local(port: int, pinned: bool) -> socket.socket:
     last_error: Optional[OSError] = None
     for candidate in range(port, port + (1 if pinned else PORT_SEARCH)):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Reuse a port whose last connections linger in TIME_WAIT (a tunnel just closed);
+        # a port another program listens on is still refused.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             listener.bind(("127.0.0.1", candidate))
         except OSError as error:

@@ -73,7 +73,7 @@ class DownloadStep(Step):
             parts.append(
                 f"echo @@stat{index}; {{ stat -c '%s %Y' {dest} 2>/dev/null || "
                 f"stat -f '%z %m' {dest} 2>/dev/null; }}; "
-                f"echo @@record{index}; cat {q(spec.record)} 2>/dev/null; "
+                f"echo @@record{index}; cat {q(spec.record)} 2>/dev/null; echo; "
                 f"echo @@partial{index}; wc -c < {q(spec.dest + '.partial')} 2>/dev/null | tr -d ' '")
         return "; ".join(parts) or None
 

@@ -133,9 +133,9 @@ def stop_service(node, service: ServiceStep) -> None:
     else:
         # The supervisor leads its own process group (setsid): one kill stops it and ComfyUI.
         node.run(sh(f"sup=$(cat {q(service.pid_file)} 2>/dev/null); "
-                    f"[ -n \"$sup\" ] && kill -TERM -- -\"$sup\" 2>/dev/null; "
+                    f"[ -n \"$sup\" ] && kill -TERM -\"$sup\" 2>/dev/null; "
                     f"for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$sup\" 2>/dev/null || break; "
-                    f"sleep 0.3; done; [ -n \"$sup\" ] && kill -KILL -- -\"$sup\" 2>/dev/null; "
+                    f"sleep 0.3; done; [ -n \"$sup\" ] && kill -KILL -\"$sup\" 2>/dev/null; "
                     f"rm -f {q(service.pid_file)} {q(service.child_pid_file)}; true"), check=False)
 
 
