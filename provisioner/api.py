@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
 from .config import NodeConfig, load_node
-from .engine import EventSink, StepResult, run_steps
-from .errors import ConfigError, DownloadError, ProvisionError, SizingError, StepFailed
+from .engine import EventSink, StepResult, probe_steps, run_steps
+from .errors import ConfigError, DownloadError, ProvisionError, StepFailed
 from .facts import NodeFacts
 from .playbook import load_steps
 from .remote import NodeStats
@@ -22,6 +22,7 @@ from .steps import StepContext
 from .units import format_bytes
 
 if TYPE_CHECKING:
+    from .fleet import FleetEventSink, FleetReport
     from .tunnel import Tunnel
 
 
@@ -71,10 +72,15 @@ class PlanReport(BaseModel):
 
 
 @contextlib.contextmanager
-def open_node(cfg: NodeConfig, *, accept_new_host_key: bool = False) -> Iterator:
-    """Connect to the node of ``cfg`` for the duration of a ``with`` block."""
+def open_node(cfg: NodeConfig, *, accept_new_host_key: bool = False, reuse=None) -> Iterator:
+    """Connect to the node of ``cfg`` for the duration of a ``with`` block.
+
+    With ``reuse`` (a connection a fleet opened) that connection is used and left open."""
     from .remote import connect, target_of
 
+    if reuse is not None:
+        yield reuse
+        return
     node = connect(target_of(cfg), accept_new_host_key=accept_new_host_key)
     try:
         yield node
@@ -83,23 +89,25 @@ def open_node(cfg: NodeConfig, *, accept_new_host_key: bool = False) -> Iterator
 
 
 def plan(config_path: str, *, memory_bytes: Optional[int] = None,
-         accept_new_host_key: bool = False) -> PlanReport:
+         accept_new_host_key: bool = False, config: Optional[NodeConfig] = None,
+         connection=None) -> PlanReport:
     """Say what ``up`` would do: facts, model choice with reasons, memory, disk, steps.
 
     With ``memory_bytes`` it runs offline on assumed facts; else it connects once and reads
-    the node's facts in one round trip.
+    the node's facts in one round trip. A fleet passes ``config`` (then ``config_path`` only
+    names the node in errors) and its open ``connection``.
     """
     from .catalog import load_catalog
     from .facts import assumed_facts, gather
     from .sizing import SizingOptions, choose_models
 
-    cfg = load_node(config_path)
+    cfg = config or load_node(config_path)
     stats = None
     if memory_bytes is not None:
         platform = "linux" if cfg.platform == "linux" else "macos"
         facts = assumed_facts(memory_bytes, platform)
     else:
-        with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+        with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
             facts = gather(node, cfg.workdir)
             stats = node.stats
         check_platform(config_path, cfg, facts)
@@ -133,12 +141,16 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
        no_models: bool = False, accept_new_host_key: bool = False, break_lock: bool = False,
        lock_wait: int = 10, on_event: EventSink = lambda event: None,
        hold: Optional[Callable[[UpReport, "Tunnel"], None]] = None,
-       on_tunnel_event: Callable[[str], None] = lambda message: None) -> UpReport:
+       on_tunnel_event: Callable[[str], None] = lambda message: None,
+       config: Optional[NodeConfig] = None, connection=None,
+       download_slot: Optional[Callable[[], ContextManager[object]]] = None) -> UpReport:
     """Bring the node to the playbook's state: facts -> sizing -> steps (-> launch).
 
     Raises ``StepFailed`` (with ``.report``, the UpReport so far) when a step fails. With
     ``hold``, once ComfyUI is healthy the tunnel is opened on the same connection and
     ``hold(report, tunnel)`` runs (it returns when the user is done, e.g. on Ctrl-C).
+    A fleet passes ``config`` (then ``config_path`` only names the node in errors), its open
+    ``connection``, and ``download_slot``, entered around the model downloads only.
     """
     from .catalog import load_catalog
     from .facts import gather
@@ -148,18 +160,13 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
     from .state import read_state, write_state
 
     started = time.monotonic()
-    cfg = load_node(config_path)
-    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+    cfg = config or load_node(config_path)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
         facts = gather(node, cfg.workdir)
         check_platform(config_path, cfg, facts)
         model_plan = choose_models(facts, load_catalog(), SizingOptions.from_config(cfg))
-        if not model_plan.disk_ok and not no_models and not dry_run:
-            raise SizingError(
-                f"not enough free disk on {facts.disk_path}: need {format_bytes(model_plan.disk_needed_bytes)}, "
-                f"have {format_bytes(model_plan.disk_free_bytes)} (short by "
-                f"{format_bytes(model_plan.disk_shortfall_bytes)}); nothing was changed",
-                "free space on the node, or choose a smaller quality: in node.yaml",
-            )
+        # The disk check is preflight_downloads': it counts only the bytes still to fetch, so
+        # a re-run after the models landed is not refused for the space they now take.
         steps = load_steps(cfg, facts, model_plan,
                            {"skip_models": no_models, "skip_launch": no_launch})
         paths = node_paths(cfg, facts)
@@ -176,9 +183,11 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
             return report(run_steps(node, steps, ctx, dry_run=True, on_event=on_event))
         with node_lock(node, paths.lock_dir, wait_seconds=lock_wait, force=break_lock):
             previous = read_state(node, paths.state_file)
-            steps = preflight_downloads(node, cfg, facts, steps, token)
+            probed = probe_steps(node, steps)
+            steps = preflight_downloads(cfg, facts, steps, probed, token)
             try:
-                results = run_steps(node, steps, ctx, on_event=on_event)
+                results = run_steps(node, steps, ctx, on_event=on_event, probed=probed,
+                                    gates={"download": download_slot} if download_slot else None)
             except StepFailed as error:
                 results = getattr(error, "results", [])
                 write_state(node, paths.state_file,
@@ -224,19 +233,21 @@ def hub_token(cfg: NodeConfig) -> Optional[str]:
     return token
 
 
-def preflight_downloads(node, cfg: NodeConfig, facts: NodeFacts, steps: list, token: Optional[str]) -> list:
+def preflight_downloads(cfg: NodeConfig, facts: NodeFacts, steps: list, probed: dict[int, str],
+                        token: Optional[str]) -> list:
     """Before any byte moves: resolve exact sizes and sha256 of the files still to fetch,
-    check the token may read gated repos, and check the node's disk has room for them."""
+    check the token may read gated repos, and check the node's disk has room for them.
+
+    ``probed`` holds the steps' probe outputs (``engine.probe_steps``)."""
     from . import hub
-    from .engine import probe_one
     from .steps.download import DownloadStep
 
     checked = []
-    for step in steps:
+    for index, step in enumerate(steps):
         if not isinstance(step, DownloadStep) or not step.when:
             checked.append(step)
             continue
-        todo, partial = step.pending(probe_one(node, step))
+        todo, partial = step.pending(probed.get(index))
         resolved = hub.resolve([step.files[i] for i in todo], step.endpoint, token, cfg.hf.token_env)
         files = list(step.files)
         for index, spec in zip(todo, resolved):
@@ -351,8 +362,11 @@ def _node_steps(cfg: NodeConfig, node, facts: NodeFacts) -> dict[str, Any]:
     return {step.name: step for step in load_steps(cfg, facts, model_plan)}
 
 
-def status(config_path: str, *, accept_new_host_key: bool = False) -> StatusReport:
-    """Report the service, its health, its device and models, and memory pressure."""
+def status(config_path: str, *, accept_new_host_key: bool = False,
+           config: Optional[NodeConfig] = None, connection=None) -> StatusReport:
+    """Report the service, its health, its device and models, and memory pressure.
+
+    A fleet passes ``config`` (``config_path`` then names the node) and its ``connection``."""
     from .facts import gather
     from .layout import node_paths
     from .memory import MemorySample, memory_script, parse_memory
@@ -360,8 +374,8 @@ def status(config_path: str, *, accept_new_host_key: bool = False) -> StatusRepo
     from .steps.base import q, sections
 
     StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
-    cfg = load_node(config_path)
-    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+    cfg = config or load_node(config_path)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
         facts = gather(node, cfg.workdir)
         paths = node_paths(cfg, facts)
         steps = _node_steps(cfg, node, facts)
@@ -484,3 +498,169 @@ def tunnel(config_path: str, *, hold: Callable[["Tunnel"], None],
         port = int(state.get("remote_port") or cfg.tunnel.remote_port)
         with open_tunnel(cfg, node, on_event, accept_new_host_key, remote_port=port) as opened:
             hold(opened)
+
+
+# ---------------------------------------------------------------------------- fleets
+# Each fleet_* connects every node first (unknown host keys are refused together), then runs
+# the single-node function above on each over that one connection (provisioner/fleet.py).
+
+FleetHold = Callable[["FleetReport", dict[str, "Tunnel"]], None]
+
+
+def fleet_plan(fleet_path: str, *, accept_new_host_key: bool = False, parallel: Optional[int] = None,
+               on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[PlanReport]":
+    """Plan every node of a fleet in parallel, each sized from its own facts."""
+    from . import fleet as fleets
+    from .config import load_fleet
+
+    config = load_fleet(fleet_path)
+    workers = parallel or config.parallel
+    with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
+                            accept_new_host_key=accept_new_host_key, parallel=workers,
+                            on_event=on_event) as connected:
+        return connected.run("plan", lambda member, node: plan(
+            member.label, config=member.config, connection=node), PlanReport, parallel=workers)
+
+
+def fleet_up(fleet_path: str, *, parallel: Optional[int] = None, max_downloads: Optional[int] = None,
+             fail_fast: bool = False, retry_failed: bool = False, timeout: Optional[float] = None,
+             no_launch: bool = False, no_models: bool = False, accept_new_host_key: bool = False,
+             lock_wait: int = 10, on_event: "FleetEventSink" = lambda name, event: None,
+             hold: Optional[FleetHold] = None,
+             on_tunnel_event: Callable[[str, str], None] = lambda name, message: None,
+             ) -> "FleetReport[UpReport]":
+    """Bring every node up in parallel; a node that fails never stops the others.
+
+    The recap is saved to ``.provision/last-fleet.json``; ``retry_failed`` redoes only the
+    nodes that did not succeed there. At most ``max_downloads`` nodes fetch models at once.
+    With ``hold``, a tunnel is opened to every healthy node on its own local port and
+    ``hold(report, tunnels)`` runs until the user is done.
+    """
+    from . import fleet as fleets
+    from .config import load_fleet
+
+    config = load_fleet(fleet_path)
+    only = fleets.failed_last_time(fleet_path) if retry_failed else None
+    members = fleets.members_of(fleet_path, config, only)
+    workers = parallel or config.parallel
+    gate = fleets.DownloadGate(max_downloads)
+
+    def one(member, node) -> UpReport:
+        return up(member.label, config=member.config, connection=node, no_launch=no_launch,
+                  no_models=no_models, lock_wait=lock_wait, download_slot=gate.slot_for(member.name, on_event),
+                  on_event=lambda event: on_event(member.name, event))
+
+    with fleets.connect_all(fleet_path, members, accept_new_host_key=accept_new_host_key,
+                            parallel=workers, on_event=on_event) as connected:
+        report = connected.run("up", one, UpReport, parallel=workers, fail_fast=fail_fast,
+                               timeout=timeout)
+        fleets.save_recap(report)
+        if hold is None:
+            return report
+        healthy = [line.node for line in report.nodes if line.status == "ok" and any(
+            r.name == "health" and r.status in ("ok", "changed") for r in line.report.steps)]
+        return fleets.hold_tunnels(report, healthy, lambda name: open_tunnel(
+            connected.members[name].config, connected.nodes[name],
+            lambda message: on_tunnel_event(name, message), accept_new_host_key), hold)
+
+
+def fleet_status(fleet_path: str, *, accept_new_host_key: bool = False, parallel: Optional[int] = None,
+                 on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[StatusReport]":
+    """Report every node's service and health; an unhealthy node counts as failed."""
+    from . import fleet as fleets
+    from .config import load_fleet
+    from .memory import MemorySample
+
+    StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
+    config = load_fleet(fleet_path)
+    workers = parallel or config.parallel
+    with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
+                            accept_new_host_key=accept_new_host_key, parallel=workers,
+                            on_event=on_event) as connected:
+        return connected.run("status", lambda member, node: status(
+            member.label, config=member.config, connection=node), StatusReport, parallel=workers,
+            judge=_unhealthy)
+
+
+def fleet_tunnel(fleet_path: str, *, hold: FleetHold, accept_new_host_key: bool = False,
+                 parallel: Optional[int] = None, on_event: "FleetEventSink" = lambda name, event: None,
+                 on_tunnel_event: Callable[[str, str], None] = lambda name, message: None,
+                 ) -> "FleetReport[StatusReport]":
+    """Reopen the tunnel to every node where ComfyUI is healthy and hold them all."""
+    from . import fleet as fleets
+    from .config import load_fleet
+    from .memory import MemorySample
+
+    StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
+    config = load_fleet(fleet_path)
+    workers = parallel or config.parallel
+    with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
+                            accept_new_host_key=accept_new_host_key, parallel=workers,
+                            on_event=on_event) as connected:
+        report = connected.run("tunnel", lambda member, node: status(
+            member.label, config=member.config, connection=node), StatusReport, parallel=workers,
+            judge=_unhealthy)
+        ports = {line.node: line.report.remote_port for line in report.nodes if line.status == "ok"}
+        return fleets.hold_tunnels(report, list(ports), lambda name: open_tunnel(
+            connected.members[name].config, connected.nodes[name],
+            lambda message: on_tunnel_event(name, message), accept_new_host_key,
+            remote_port=ports[name]), hold)
+
+
+def _unhealthy(report: StatusReport) -> Optional[str]:
+    return None if report.health.healthy else f"ComfyUI not healthy: {report.health.problem}"
+
+
+def fleet_inventory(fleet_path: str) -> dict[str, Any]:
+    """Return the fleet as an Ansible YAML inventory (``all.hosts.<name>``); no SSH."""
+    from .config import load_fleet
+    from .fleet import inventory_of
+
+    return inventory_of(load_fleet(fleet_path))
+
+
+# ---------------------------------------------------------------------------- bench
+
+if TYPE_CHECKING:
+    from .benchmark import BenchOptions, BenchReport
+    from .benchrun import BenchSink
+
+
+def bench(config_path: str, *, options: Optional["BenchOptions"] = None,
+          plot_path: Optional[str] = None, history: bool = True,
+          accept_new_host_key: bool = False,
+          on_event: "BenchSink" = lambda event: None) -> "BenchReport":
+    """Benchmark Flux text-to-image on the node (warm-up + N runs, memory sampled each second),
+    append the result to the local CSV history and draw ``plot_path`` if given.
+
+    Raises ``BenchFailed`` (``.report`` = the BenchReport so far, also recorded) when a run
+    fails, ``WorkflowError`` before anything is submitted when the node lacks a node class
+    or model file.
+    """
+    from .benchmark import BenchOptions
+    from .benchplot import require_matplotlib
+    from .benchrun import record_bench
+    from .errors import BenchFailed
+
+    if plot_path:
+        require_matplotlib()  # refuse now, not after a long bench
+    cfg = load_node(config_path)
+    try:
+        report = bench_config(cfg, options or BenchOptions(), on_event=on_event,
+                              accept_new_host_key=accept_new_host_key)
+    except BenchFailed as error:
+        if error.report is not None:
+            error.report = record_bench(error.report, plot_path=plot_path, history=history)
+        raise
+    return record_bench(report, plot_path=plot_path, history=history)
+
+
+def bench_config(cfg: NodeConfig, options: "BenchOptions", *,
+                 on_event: "BenchSink" = lambda event: None,
+                 accept_new_host_key: bool = False) -> "BenchReport":
+    """Benchmark one node given its config; the per-node unit ``fleet bench`` maps over nodes
+    (it writes nothing locally but the pulled images; ``benchrun.record_bench`` keeps it)."""
+    from .benchrun import run_bench
+
+    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
+        return run_bench(node, cfg, options, on_event)

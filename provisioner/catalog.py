@@ -283,7 +283,7 @@ def load_catalog(path: Optional[Path] = None) -> Catalog:
                           "see docs/sizing.md for the catalog format") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present
     """A SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:

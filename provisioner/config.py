@@ -24,6 +24,8 @@ GGUF_NODE_REPO = "https://github.com/city96/ComfyUI-GGUF.git"
 GGUF_NODE_REF = "795e451"
 
 REJECTED_FP32_VAE_FLAG = "--fp32vae"  # the seed's spelling, rejected by ComfyUI's argparse
+# libyaml's loader when PyYAML was built with it: several times faster on every command.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 # Hugging Face user access tokens start with hf_; anything long and random-looking that is
@@ -240,29 +242,74 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetConfig:
             raise ConfigError(f"{path}: nodes[{index}]: must be a mapping (host: ...)")
         label = raw.get("name") or raw.get("host") or f"nodes[{index}]"
         nodes.append(_node_from_mapping(path, _deep_merge(defaults, raw), where=f"node {label}: "))
-    _check_unique(path, nodes)
+    _check_unique_names(path, nodes)
+    nodes = _assign_local_ports(path, nodes, raw_nodes, defaults)
+    _check_unique_outputs(path, nodes)
     try:
         return FleetConfig(defaults=defaults, nodes=nodes, parallel=data.get("parallel", 8))
     except ValidationError as error:
         raise _config_error(path, error, FleetConfig, "") from None
 
 
-def _check_unique(path: Path, nodes: list[NodeConfig]) -> None:
-    seen_names: dict[str, int] = {}
-    seen_ports: dict[int, str] = {}
-    for node in nodes:
-        if node.name in seen_names:
-            raise ConfigError(f"{path}: node {node.name}: name is used by two nodes",
-                              "give every node its own name:")
-        seen_names[node.name] = 1
-        if node.tunnel.local_port in seen_ports:
-            other = seen_ports[node.tunnel.local_port]
+def _check_unique_names(path: Path, nodes: list[NodeConfig]) -> None:
+    first_index: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        if node.name in first_index:
             raise ConfigError(
-                f"{path}: nodes {other} and {node.name}: tunnel.local_port {node.tunnel.local_port} "
-                "is used by both",
-                "give each node its own tunnel.local_port, or leave it out to auto-assign",
-            )
-        seen_ports[node.tunnel.local_port] = node.name
+                f"{path}: node {node.name}: name is used by two nodes "
+                f"(nodes[{first_index[node.name]}] and nodes[{index}])",
+                "give every node its own name: (a node without one is named after its host)")
+        first_index[node.name] = index
+
+
+def _assign_local_ports(path: Path, nodes: list[NodeConfig], raw_nodes: list[dict],
+                        defaults: dict[str, Any]) -> list[NodeConfig]:
+    """Keep the local ports nodes set themselves (unique); give the others the next free
+    port upward from the defaults' ``tunnel.local_port``."""
+    taken: dict[int, str] = {}
+    for node, raw in zip(nodes, raw_nodes):
+        if not _sets_local_port(raw):
+            continue
+        port = node.tunnel.local_port
+        if port in taken:
+            raise ConfigError(
+                f"{path}: nodes {taken[port]} and {node.name}: tunnel.local_port {port} is used by both",
+                "give each node its own tunnel.local_port, or leave it out to auto-assign")
+        taken[port] = node.name
+    candidate = (defaults["tunnel"]["local_port"] if _sets_local_port(defaults)
+                 else TunnelConfig.model_fields["local_port"].default)
+    assigned = []
+    for node, raw in zip(nodes, raw_nodes):
+        if _sets_local_port(raw):
+            assigned.append(node)
+            continue
+        while candidate in taken:
+            candidate += 1
+        if candidate > 65535:
+            raise ConfigError(f"{path}: node {node.name}: tunnel.local_port: no port left to "
+                              "auto-assign above defaults' tunnel.local_port",
+                              "lower defaults.tunnel.local_port, or set one per node")
+        taken[candidate] = node.name
+        tunnel = node.tunnel.model_copy(update={"local_port": candidate})
+        assigned.append(node.model_copy(update={"tunnel": tunnel}))
+    return assigned
+
+
+def _sets_local_port(mapping: dict[str, Any]) -> bool:
+    tunnel = mapping.get("tunnel")
+    return isinstance(tunnel, dict) and tunnel.get("local_port") is not None
+
+
+def _check_unique_outputs(path: Path, nodes: list[NodeConfig]) -> None:
+    seen: dict[Path, str] = {}
+    for node in nodes:
+        folder = node.outputs_dir()
+        if folder in seen:
+            raise ConfigError(
+                f"{path}: nodes {seen[folder]} and {node.name}: outputs.pull_to is the same "
+                f"folder ({folder}) for both",
+                "put {name} in outputs.pull_to (the default ./outputs/{name} does)")
+        seen[folder] = node.name
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +330,7 @@ def _read_yaml(path: Path) -> Any:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_LOADER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"

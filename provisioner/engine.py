@@ -8,9 +8,10 @@ for all its checks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from typing import Callable, Literal, Optional
+from typing import Callable, ContextManager, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
@@ -73,9 +74,9 @@ def split_probe_output(output: str) -> dict[int, str]:
     return {index: "\n".join(lines) for index, lines in found.items()}
 
 
-def probe_one(node: Node, step: Step) -> Optional[str]:
-    """Run one step's probe and return its output (for preflights outside the loop)."""
-    return _probe(node, [step]).get(0)
+def probe_steps(node: Node, steps: list[Step]) -> dict[int, str]:
+    """Run the probes of ``steps`` in one round trip; return {step index: probe output}."""
+    return _probe(node, steps)
 
 
 def _probe(node: Node, steps: list[Step]) -> dict[int, str]:
@@ -86,16 +87,24 @@ def _probe(node: Node, steps: list[Step]) -> dict[int, str]:
 
 
 def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool = False,
-              on_event: EventSink = lambda event: None) -> list[StepResult]:
+              on_event: EventSink = lambda event: None,
+              probed: Optional[dict[int, str]] = None,
+              gates: Optional[dict[str, Callable[[], ContextManager[object]]]] = None,
+              ) -> list[StepResult]:
     """Bring the node to the state ``steps`` describe; stop at the first failure.
 
-    Raises ``StepFailed`` (carrying the results so far in ``.results``) naming the step, the
-    command, its exit code and output, and saying that re-running resumes from there.
+    ``gates`` maps a step kind to a context manager factory entered around that kind's
+    ``apply`` only (a fleet bounds its concurrent downloads with one); no-ops never wait.
+
+    ``probed`` are the outputs of ``probe_steps(node, steps)`` when the caller already has
+    them (no second round trip). Raises ``StepFailed`` (carrying the results so far in
+    ``.results``) naming the step, the command, its exit code and output, and saying that
+    re-running resumes from there.
     """
     results: list[StepResult] = []
     total = len(steps)
-    first_unprobed = 0
-    outputs: dict[int, str] = {}
+    first_unprobed = 0 if probed is None else total
+    outputs: dict[int, str] = dict(probed or {})
     for index, step in enumerate(steps):
         started = time.monotonic()
         on_event(StepEvent("start", step, index, total))
@@ -116,7 +125,8 @@ def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool 
             elif dry_run:
                 status, detail = "would-change", change.reason
             else:
-                detail = _apply(step, ctx, change, index, total, on_event)
+                with (gates or {}).get(step.kind, contextlib.nullcontext)():
+                    detail = _apply(step, ctx, change, index, total, on_event)
                 status = "changed"
                 first_unprobed = index + 1  # what we changed may change later probes
         except ProvisionError as error:

@@ -10,6 +10,7 @@ a step for each item of a list (bound to ``item``).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Optional
 import yaml
 from pydantic import ValidationError
 
-from .config import NodeConfig
+from .config import SAFE_LOADER, NodeConfig
 from .errors import ConfigError
 from .facts import NodeFacts
 from .layout import choose_python, node_paths
@@ -103,7 +104,7 @@ def load_steps(cfg: NodeConfig, facts: NodeFacts, plan,
 
 def _read_steps(path: Path) -> list[tuple[int, dict, Path]]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read playbook: {error.strerror}") from None
     except yaml.MarkedYAMLError as error:
@@ -127,7 +128,7 @@ def _read_steps(path: Path) -> list[tuple[int, dict, Path]]:
 
 def _extend(builtin: list[tuple[int, dict, Path]], path: Path) -> list[tuple[int, dict, Path]]:
     """Merge a user's playbook: same name replaces, ``after:``/``before:`` place, else append."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}
     skip = set(data.get("skip") or []) if isinstance(data, dict) else set()
     merged = [entry for entry in builtin if entry[1]["name"] not in skip]
     names = [entry[1]["name"] for entry in merged]
@@ -192,11 +193,13 @@ def _render_value(env, context: dict[str, Any], value: Any, where: str, key: str
     import jinja2
 
     if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
         try:
             match = _ONE_EXPRESSION.match(value) if native else None
             if match:
-                return env.compile_expression(match.group("expr"), undefined_to_none=False)(**context)
-            return env.from_string(value).render(**context)
+                return _expression(env, match.group("expr"))(**context)
+            return _template(env, value).render(**context)
         except jinja2.TemplateError as error:
             raise ConfigError(f"{where}: {key}: {error.message or error}",
                               "playbook variables: cfg, facts, plan, paths, python, pip_options, "
@@ -209,11 +212,21 @@ def _render_value(env, context: dict[str, Any], value: Any, where: str, key: str
     return value
 
 
+@functools.lru_cache(maxsize=512)
+def _expression(env, source: str):
+    return env.compile_expression(source, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _template(env, source: str):
+    return env.from_string(source)
+
+
 def _evaluate(env, context: dict[str, Any], expression: str, where: str, key: str) -> Any:
     import jinja2
 
     try:
-        return env.compile_expression(expression, undefined_to_none=False)(**context)
+        return _expression(env, expression)(**context)
     except jinja2.TemplateError as error:
         raise ConfigError(f"{where}: {key}: {error.message or error}") from None
 

@@ -28,14 +28,16 @@ class GitStep(Step):
 
     def probe(self) -> Optional[str]:
         dest, ref = q(self.dest), q(self.ref + "^{commit}")
+        # Only a checkout that is not at the ref pays for the (slower) containment query.
         return (
             f"if [ -d {dest}/.git ]; then "
-            f"echo @@head; git -C {dest} rev-parse HEAD 2>&1; "
-            f"echo @@want; git -C {dest} rev-parse -q --verify {ref} 2>/dev/null; "
-            f"echo @@origin; git -C {dest} remote get-url origin 2>/dev/null; "
+            f"head=$(git -C {dest} rev-parse HEAD 2>&1); "
+            f"want=$(git -C {dest} rev-parse -q --verify {ref} 2>/dev/null); "
+            f"echo @@head; echo \"$head\"; echo @@want; echo \"$want\"; "
+            f"echo @@origin; git -C {dest} config --get remote.origin.url; "
             f"echo @@dirty; git -C {dest} status --porcelain --untracked-files=no 2>&1 | head -5; "
-            f"echo @@contained; git -C {dest} for-each-ref --count=1 --contains HEAD "
-            f"refs/remotes refs/tags 2>/dev/null; "
+            f"if [ \"$head\" != \"$want\" ]; then echo @@contained; "
+            f"git -C {dest} for-each-ref --count=1 --contains HEAD refs/remotes refs/tags 2>/dev/null; fi; "
             f"else echo @@absent; fi"
         )
 

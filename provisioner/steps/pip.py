@@ -25,6 +25,22 @@ _VERSIONS = ("import json, sys, importlib.metadata as m\n"
              "print(json.dumps({n: v(n) for n in sys.argv[1:]}))")
 
 
+def installed_versions(listing: str) -> dict[str, str]:
+    """Map normalised distribution names to versions from ``*.dist-info`` folder names."""
+    versions = {}
+    for line in listing.splitlines():
+        folder = line.strip().rsplit("/", 1)[-1]
+        if not folder.endswith(".dist-info") or "-" not in folder:
+            continue
+        name, version = folder[: -len(".dist-info")].rsplit("-", 1)
+        versions[_normalise(name)] = version
+    return versions
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
 class PipStep(Step):
     kind: Literal["pip"] = "pip"
     venv: str
@@ -68,9 +84,9 @@ class PipStep(Step):
             if path:
                 script += f"; echo @@{label}; {sha256_of(path)}"
         if self.expect:
-            names = " ".join(q(name) for name in self.expect)
-            script += (f"; echo @@versions; test -x {q(self.python)} && "
-                       f"{q(self.python)} -c {q(_VERSIONS)} {names} 2>/dev/null")
+            # The dist-info folder names carry the versions: no interpreter start needed.
+            script += (f"; echo @@distinfo; cd {q(self.venv)}/lib 2>/dev/null && "
+                       "ls -d python*/site-packages/*.dist-info 2>/dev/null")
         return script
 
     def wanted_marker(self, found: dict[str, str]) -> str:
@@ -88,7 +104,7 @@ class PipStep(Step):
             reason = "not installed yet" if not found.get("marker") else \
                 "packages, requirements or constraints changed"
             return Change(reason, {"marker": wanted})
-        drift = self._drift(found.get("versions", ""))
+        drift = self._drift(json.dumps(installed_versions(found.get("distinfo", ""))))
         if drift:
             return Change(f"installed versions drifted: {drift}", {"marker": wanted})
         return None
@@ -100,8 +116,9 @@ class PipStep(Step):
             have = json.loads(versions_json)
         except ValueError:
             return "cannot read installed versions"
-        wrong = [f"{name} {have.get(name)} != {want}" for name, want in self.expect.items()
-                 if have.get(name) != want]
+        have = {_normalise(name): version for name, version in have.items()}
+        wrong = [f"{name} {have.get(_normalise(name))} != {want}" for name, want in self.expect.items()
+                 if have.get(_normalise(name)) != want]
         return ", ".join(wrong)
 
     def apply(self, ctx: StepContext, change: Change) -> str:
