@@ -25,12 +25,16 @@ Who the node's user is:
 
 EMULATION: a ``platform="macos"`` node is Linux pretending to be a Mac. Its sshd puts the
 node's own copy of ``fake_macos/bin`` (``sysctl``, ``sw_vers``, ``uname``, ``vm_stat``,
-``memory_pressure``, ``xcode-select``) first on PATH for every session through
+``memory_pressure``, ``xcode-select``, ``df``, and ``launchctl`` / ``caffeinate``, an emulated
+launchd user domain) first on PATH for every session through
 ``SetEnv PATH=...`` in sshd_config (verified to override sshd's compiled-in default PATH for
 exec, shell and subsystem sessions). A ``platform="linux"`` node has no shims. Both then have
 ``/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin``, so ``python3`` is Debian's /usr/bin/python3.
 Values the shims print live in ``<node>/fake_macos/values.env``; ``fake_macos_set()`` rewrites
-it while the node runs. ``GIT_CONFIG_SYSTEM`` points at a harness gitconfig with
+it while the node runs. The emulated launchd keeps its state in ``<node>/fake_macos/state/``
+(owned by the node user): ``launchctl_calls()``, ``caffeinate_calls()``, ``launchd_service()``
+read it, ``launchd_env_set()`` changes what jobs get from the "Background session"
+(fake_macos/README.md, "launchctl"). ``GIT_CONFIG_SYSTEM`` points at a harness gitconfig with
 ``safe.directory=*`` so the node user can clone test repos owned by root (FACTS.md).
 
 Counting round trips: sshd logs at ``LogLevel DEBUG1`` to ``sshd_log``; ``connection_counts()``
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import atexit
 import getpass
+import json
 import os
 import pwd
 import re
@@ -55,6 +60,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
+from urllib.parse import quote
 
 from . import fake_macos
 
@@ -430,8 +436,11 @@ class SshNode:
 
         if self.platform == "macos":
             self._fake_inputs.setdefault("hostname", self.name)
+            # launchd gives a job the passwd HOME; without root that is not the node's home.
+            launchd_env = {} if self.root_mode else {"HOME": str(self.home)}
             self.shim_dir, self.homebrew_bin = fake_macos.install(
-                self.node_dir / "fake_macos", self._fake_inputs
+                self.node_dir / "fake_macos", self._fake_inputs,
+                owner=(self.uid, self.gid) if self.root_mode else None, launchd_env=launchd_env,
             )
             self.fake_macos_values = self.node_dir / "fake_macos" / "values.env"
             self.path = f"{self.shim_dir}:{NODE_PATH}"
@@ -597,6 +606,7 @@ class SshNode:
         """
         try:
             self.stop()
+            self._stop_fake_launchd()
         finally:
             with _LOCK:
                 _LIVE.discard(self)
@@ -717,15 +727,92 @@ class SshNode:
 
         Keys: ``fake_macos.INPUTS`` (memory_gb, memsize, pressure_level 1/2/4, free_percent,
         swap_used_mb, swap_total_mb, wired_limit_mb, chip, ncpu, macos_version, ... and every
-        vm_stat counter by its snake_case label, e.g. pages_free, swapouts). Values set
-        before are kept; derived values (vm_stat pages from memory and pressure) follow.
+        vm_stat counter by its snake_case label, e.g. pages_free, swapouts; disk_free_kb and
+        disk_total_kb for df; launchd_throttle_seconds, launchd_exit_timeout_seconds,
+        launchd_bootout_linger_seconds for launchctl). Values set before are kept (``None``
+        unsets one); derived values (vm_stat pages from memory and pressure) follow.
         """
         if self.fake_macos_values is None:
             raise HarnessError(f"node {self.name} is a {self.platform} node: it has no fake macOS")
-        merged = {**self._fake_inputs, **values}
+        merged = {k: v for k, v in {**self._fake_inputs, **values}.items() if v is not None}
         written = fake_macos.write_values(self.fake_macos_values, merged)
         self._fake_inputs = merged
         return written
+
+    # -- the emulated launchd / caffeinate (fake_macos/bin/launchctl, caffeinate) ------------
+
+    @property
+    def fake_macos_state(self) -> Path:
+        """``<node>/fake_macos/state``: launchd/<label>.json per loaded service, calls.jsonl."""
+        return self.node_dir / "fake_macos" / "state"
+
+    def _fake_calls(self, tool: str) -> list[dict[str, Any]]:
+        if self.platform != "macos":
+            raise HarnessError(f"node {self.name} is a {self.platform} node: it has no fake macOS")
+        return fake_macos.read_calls(self.node_dir / "fake_macos", tool)
+
+    def launchctl_calls(self) -> list[dict[str, Any]]:
+        """Every ``launchctl`` call on the node, oldest first: ``{tool, argv (after the
+        program name), time (epoch start), exit, duration, pid, uid, cwd}``."""
+        return self._fake_calls("launchctl")
+
+    def caffeinate_calls(self) -> list[dict[str, Any]]:
+        """Every ``caffeinate`` call (logged when it starts): ``{tool, argv, time, pid, ppid, uid}``."""
+        return self._fake_calls("caffeinate")
+
+    def launchd_env_set(self, **env: Optional[str]) -> dict[str, str]:
+        """Change what the emulated Background session gives jobs started from now on
+        (``launchd.env``; default ``FAKE_MACOS_MPS=1``); ``None`` removes a variable.
+        Returns the whole file's variables."""
+        if self.platform != "macos":
+            raise HarnessError(f"node {self.name} is a {self.platform} node: it has no fake macOS")
+        path = self.node_dir / "fake_macos" / "launchd.env"
+        merged = fake_macos.read_launchd_env(path)
+        for key, value in env.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = str(value)
+        return fake_macos.write_launchd_env(path, merged)
+
+    def launchd_service(self, label: str) -> Optional[dict[str, Any]]:
+        """The emulated launchd's record of a loaded service (pid, runs, last_exit, state,
+        supervisor, config), or None when the label is not loaded (or its file is stale)."""
+        path = self.fake_macos_state / "launchd" / (quote(label, safe="") + ".json")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _stop_fake_launchd(self) -> None:
+        """Kill the emulated launchd supervisors and their jobs (without root, destroy() kills
+        no user processes, and those would outlive the node)."""
+        folder = self.fake_macos_state / "launchd"
+        if self.platform != "macos" or not folder.is_dir():
+            return
+
+        def record(path: Path) -> dict[str, Any]:
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return {}
+
+        def mine(pid: Any, start: Any) -> Optional[_Proc]:
+            proc = _read_proc(int(pid)) if pid else None
+            return proc if proc is not None and proc.start == start and proc.uid == self.uid else None
+
+        for path in folder.glob("*.json"):
+            sup = record(path).get("supervisor") or {}
+            supervisor = mine(sup.get("pid"), sup.get("start"))
+            if supervisor is not None:
+                _kill(supervisor)  # first, so that it cannot respawn the job
+            svc = record(path)
+            job = mine(svc.get("pid"), svc.get("pid_start"))
+            if job is not None:
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)  # the job leads its process group
+                except OSError:
+                    _kill(job)
 
     def log_tail(self, lines: int = 40) -> str:
         """Return the last lines of the sshd log (for failure messages)."""

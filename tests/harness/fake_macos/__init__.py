@@ -6,10 +6,17 @@ and ``xcode-select`` answer in the real macOS formats (README.md lists the sourc
 module computes the values those shims print and writes them to a per-node ``values.env``
 (shell ``KEY='value'`` lines) that every shim re-reads on every call, so a test can change
 memory, pressure or swap while a node runs.
+
+``launchctl`` and ``caffeinate`` (Python, /usr/bin/python3) emulate launchd's ``user/<uid>``
+domain and caffeinate's process behaviour; ``df`` prints a configured free space
+(``disk_free_kb``) or runs the real /bin/df. They keep state in ``<fake_macos>/state/``
+(owned by the node user: ``launchd/<label>.json`` per loaded service, ``calls.jsonl``, ``T/``)
+and read ``<fake_macos>/launchd.env`` (what a macOS Background session gives a job).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -18,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 SHIM_DIR = Path(__file__).resolve().parent / "bin"
-SHIMS = ("sysctl", "sw_vers", "uname", "vm_stat", "memory_pressure", "xcode-select")
+SHIMS = ("sysctl", "sw_vers", "uname", "vm_stat", "memory_pressure", "xcode-select",
+         "launchctl", "caffeinate", "df")
 # brew is not on PATH in a non-interactive SSH session on a real Mac (FACTS.md): its stand-in
 # is installed off PATH, in <node>/fake_macos/homebrew/bin/brew.
 HOMEBREW_SHIM = "brew"
@@ -84,7 +92,15 @@ INPUTS = (
     "memory_gb", "memsize", "chip", "ncpu", "macos_version", "build_version", "hostname",
     "wired_limit_mb", "pressure_level", "free_percent", "swap_total_mb", "swap_used_mb",
     "swap_encrypted", "xcode_clt", "brew_version", *VM_STAT_KEYS,
+    # df shim: unset = the real /bin/df; total defaults to free + 200 GiB.
+    "disk_free_kb", "disk_total_kb",
+    # launchctl shim: caps on launchd's 10 s ThrottleInterval and 20 s ExitTimeOut, and how
+    # long a booted-out label stays loaded after bootout returned (0 = gone at once).
+    "launchd_throttle_seconds", "launchd_exit_timeout_seconds", "launchd_bootout_linger_seconds",
 )
+# What a job bootstrapped into user/<uid> gets from the macOS Background session, beyond its
+# plist's EnvironmentVariables (launchd.env; SshNode.launchd_env_set changes it).
+LAUNCHD_ENV_DEFAULT = {"FAKE_MACOS_MPS": "1"}
 
 
 def darwin_release(macos_version: str) -> str:
@@ -201,7 +217,18 @@ def compute(inputs: dict[str, Any]) -> dict[str, str]:
         "KERN_HOSTNAME": str(get("hostname", "node1")),
         "XCODE_CLT": str(get("xcode_clt", "/Library/Developer/CommandLineTools")),
         "BREW_VERSION": str(get("brew_version", "4.5.8")),
+        "DISK_FREE_KB": "" if get("disk_free_kb") is None else int(get("disk_free_kb")),
+        "DISK_TOTAL_KB": "",
+        "LAUNCHD_THROTTLE_SECONDS": float(get("launchd_throttle_seconds", 1)),
+        "LAUNCHD_EXIT_TIMEOUT_SECONDS": float(get("launchd_exit_timeout_seconds", 2)),
+        "LAUNCHD_BOOTOUT_LINGER_SECONDS": float(get("launchd_bootout_linger_seconds", 0)),
     }
+    if get("disk_free_kb") is not None:
+        free_kb = int(get("disk_free_kb"))
+        total_kb = int(get("disk_total_kb") or free_kb + 200 * 1024 * 1024)
+        if free_kb < 0 or total_kb < free_kb:
+            raise ValueError("disk_free_kb must be >= 0 and disk_total_kb >= disk_free_kb")
+        values["DISK_TOTAL_KB"] = total_kb
     values["DARWIN_VERSION"] = (
         f"Darwin Kernel Version {values['DARWIN_RELEASE']}: Tue Apr 22 19:54:43 PDT 2025; "
         "root:xnu-11417.121.6~2/RELEASE_ARM64_T6041"
@@ -223,8 +250,50 @@ def write_values(path: Path, inputs: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def install(dest: Path, inputs: dict[str, Any]) -> tuple[Path, Path]:
-    """Copy the shims into ``dest``/bin (+ homebrew/bin/brew), write values.env; return the dirs."""
+def write_launchd_env(path: Path, env: dict[str, str]) -> dict[str, str]:
+    """Write launchd.env (plain ``KEY=VALUE`` lines) atomically; return what was written."""
+    for key, value in env.items():
+        if not key or "=" in key or "\n" in key or "\n" in str(value):
+            raise ValueError(f"launchd.env entry {key!r}: no '=' in names, no newlines")
+    text = "# what a macOS Background session gives a LaunchAgent (fake_macos EMULATION)\n" + "".join(
+        f"{key}={value}\n" for key, value in env.items()
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return dict(env)
+
+
+def read_launchd_env(path: Path) -> dict[str, str]:
+    """Read launchd.env back (the launchctl shim reads it the same way)."""
+    env: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            env[key.strip()] = value
+    return env
+
+
+def read_calls(dest: Path, tool: str | None = None) -> list[dict[str, Any]]:
+    """Return the calls the launchctl/caffeinate shims logged under ``dest`` (oldest first)."""
+    path = dest / "state" / "calls.jsonl"
+    if not path.exists():
+        return []
+    calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [call for call in calls if tool is None or call.get("tool") == tool]
+
+
+def install(
+    dest: Path,
+    inputs: dict[str, Any],
+    *,
+    owner: tuple[int, int] | None = None,
+    launchd_env: dict[str, str] | None = None,
+) -> tuple[Path, Path]:
+    """Copy the shims into ``dest``/bin (+ homebrew/bin/brew), write values.env and
+    launchd.env, create ``dest/state`` (chowned to ``owner`` = (uid, gid): the node user
+    writes the launchctl state and the calls log there); return the two bin dirs."""
     bin_dir = dest / "bin"
     brew_dir = dest / "homebrew" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -237,4 +306,11 @@ def install(dest: Path, inputs: dict[str, Any]) -> tuple[Path, Path]:
     for folder in (dest, bin_dir, brew_dir.parent, brew_dir):
         os.chmod(folder, 0o755)
     write_values(dest / "values.env", inputs)
+    write_launchd_env(dest / "launchd.env", {**LAUNCHD_ENV_DEFAULT, **(launchd_env or {})})
+    state = dest / "state"
+    for folder in (state, state / "launchd"):
+        folder.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(folder, 0o755)
+        if owner is not None:
+            os.chown(folder, *owner)
     return bin_dir, brew_dir

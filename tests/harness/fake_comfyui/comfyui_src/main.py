@@ -9,6 +9,8 @@ server), same HTTP/WebSocket API shapes; no models are run. Behaviour switches
   FAKE_COMFYUI_BLACK_IMAGE=1      VAEDecode yields all-black images (also: a UNet file
                                   name containing "black")
   FAKE_MACOS_MPS=1|0              read by the stand-in torch: MPS available or not
+  FAKE_COMFYUI_DEVICE=cpu|mps     force the device /system_stats reports (cpu: a Mac whose
+                                  background session lacks Metal runs on the CPU, no crash)
 """
 
 import comfy.options  # noqa: F401  (kept for the upstream import order)

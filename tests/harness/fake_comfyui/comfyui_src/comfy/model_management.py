@@ -3,6 +3,10 @@
 As upstream: ``--cpu`` -> cpu; else MPS when ``torch.backends.mps.is_available()``; else a
 CUDA device, which on a torch without CUDA (macOS, CPU wheels) raises
 ``AssertionError: Torch not compiled with CUDA enabled`` at start-up.
+
+Stand-in switch ``FAKE_COMFYUI_DEVICE=cpu|mps`` (not upstream): forces the device, whatever
+``--cpu`` and MPS say. ``cpu`` emulates a Mac whose background session lacks Metal and runs on
+the CPU (no crash; ``/system_stats`` devices[0].type == "cpu"); ``mps`` reports MPS.
 """
 
 import logging
@@ -14,7 +18,14 @@ from comfy.cli_args import args
 
 torch_version = torch.version.__version__
 
-if args.cpu:
+_forced_device = os.environ.get("FAKE_COMFYUI_DEVICE", "").strip().lower()
+if _forced_device not in ("", "cpu", "mps"):
+    raise ValueError("FAKE_COMFYUI_DEVICE must be 'cpu' or 'mps' (stand-in switch), not {!r}".format(_forced_device))
+
+if _forced_device:
+    cpu_state = _forced_device
+    logging.info("FAKE_COMFYUI_DEVICE={}: device forced (stand-in switch)".format(_forced_device))
+elif args.cpu:
     cpu_state = "cpu"
 elif torch.backends.mps.is_available():
     cpu_state = "mps"
