@@ -66,6 +66,21 @@ def model_file_specs(plan, paths) -> list[dict[str, Any]]:
             for item in plan.files]
 
 
+def comfyui_args(cfg: NodeConfig, paths, device: str) -> list[str]:
+    """Return ComfyUI's command line after the interpreter.
+
+    ``--fp32-vae`` is the real flag (the seed's ``--fp32vae`` is rejected by ComfyUI's
+    argparse); ``--listen 127.0.0.1`` keeps it off the network (users come through the SSH
+    tunnel). ``--output-directory`` names our own folder, which also lets the health check
+    tell our ComfyUI from another process that answers on the same port.
+    """
+    args = ["main.py", "--fp32-vae", "--listen", "127.0.0.1", "--port", str(cfg.tunnel.remote_port),
+            "--disable-auto-launch", "--output-directory", paths.output]
+    if device == "cpu":
+        args.append("--cpu")
+    return args + list(cfg.comfyui.extra_args)
+
+
 def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
     """Return the variables every playbook string and template sees."""
     paths = node_paths(cfg, facts)
@@ -81,6 +96,7 @@ def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
         "python": choose_python(cfg, facts),
         "pip_options": pip_options(cfg),
         "device": device_for(facts),
+        "comfyui_args": comfyui_args(cfg, paths, device_for(facts)),
         "skip_models": False,
         "skip_launch": False,
     }

@@ -27,6 +27,7 @@ class WaitHttpStep(Step):
     unet_loader: str = "UnetLoaderGGUF"
     expect_unet: Optional[str] = None
     expect_clips: list[str] = []
+    expect_argv: Optional[list[str]] = None  # ComfyUI's sys.argv, as /system_stats reports it
 
     def describe(self) -> str:
         return self.description or f"wait for ComfyUI on 127.0.0.1:{self.port} ({self.device})"
@@ -44,6 +45,10 @@ class WaitHttpStep(Step):
     def check(self, client: ComfyClient) -> Optional[str]:
         """Return what is wrong with a ComfyUI that answers, or None when healthy."""
         stats = client.system_stats()
+        argv = (stats.get("system") or {}).get("argv")
+        if self.expect_argv is not None and argv != self.expect_argv:
+            return (f"port {self.port} answers, but not with the ComfyUI provision started "
+                    f"(its command line is {argv}); another process holds the port")
         devices = stats.get("devices") or [{}]
         kind = devices[0].get("type")
         if kind != self.device:

@@ -12,7 +12,7 @@ import pytest
 from tests.harness.fake_comfyui import build_comfyui_repo, build_gguf_repo
 from tests.harness.fake_hub import FakeHub
 from tests.harness.hub_files import make_gguf, make_safetensors
-from tests.harness.sshd import shared_dir
+from tests.harness.sshd import free_port, shared_dir
 from tests.harness.wheelhouse import build_wheelhouse
 
 HF_TOKEN = "hf_testtokenDoNotLeak0123456789abcdefXYZ"
@@ -28,13 +28,19 @@ class StandIns:
     wheelhouse: Path
 
     def node_fields(self, **overrides: Any) -> dict[str, Any]:
-        """Return node.yaml fields pointing the tool at the stand-ins (no network)."""
+        """Return node.yaml fields pointing the tool at the stand-ins (no network).
+
+        Every test node shares this machine's loopback, so ComfyUI gets a free port of its
+        own (``tunnel.remote_port``) unless the test names one.
+        """
         fields: dict[str, Any] = {
             "comfyui": {"repo": str(self.comfyui_repo), "ref": "v0.3.64"},
             "gguf_node": {"repo": str(self.gguf_repo), "ref": self.gguf_ref},
             "pip": {"no_index": True, "find_links": [str(self.wheelhouse)]},
         }
+        tunnel = {"remote_port": free_port(), **overrides.pop("tunnel", {})}
         fields.update(overrides)
+        fields["tunnel"] = tunnel
         return fields
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.launch_helpers import Held, listeners_of_node_user
 from tests.harness.cli import run_cli
+from tests.harness.sshd import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -63,17 +64,19 @@ def test_up_launches_comfyui_and_holds_a_working_tunnel(node_factory, laptop_hom
 
 def test_a_changed_port_restarts_the_service(node_factory, laptop_home, tmp_path, stand_ins):
     node = node_factory(platform="linux")
-    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields())
+    old_port, new_port = free_port(), free_port()
+    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields(
+        tunnel={"remote_port": old_port}))
     assert up(node_yaml, laptop_home).returncode == 0
     first_pid = comfy_pid(node)
-    node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields(tunnel={"remote_port": 8191}))
+    node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields(tunnel={"remote_port": new_port}))
     result = up(node_yaml, laptop_home, "--json")
     assert result.returncode == 0, result.stderr
     statuses = {s["name"]: s["status"] for s in json.loads(result.stdout)["steps"]}
     assert statuses["launch"] == "changed"
     assert comfy_pid(node) != first_pid
     addresses = listeners_of_node_user(node)
-    assert "127.0.0.1:8191" in addresses and "127.0.0.1:8188" not in addresses
+    assert f"127.0.0.1:{new_port}" in addresses and f"127.0.0.1:{old_port}" not in addresses
 
 
 def test_a_crashed_comfyui_is_restarted_and_status_shows_it_healthy(node_factory, laptop_home, tmp_path,
@@ -106,12 +109,15 @@ def test_a_start_up_crash_loop_fails_with_the_traceback(node_factory, laptop_hom
 
 def test_a_port_taken_on_the_node_is_named(node_factory, laptop_home, tmp_path, stand_ins):
     node = node_factory(platform="linux")
-    node.ssh("nohup python3 -m http.server 8188 --bind 127.0.0.1 >/dev/null 2>&1 </dev/null &")
-    wait_for(lambda: "127.0.0.1:8188" in listeners_of_node_user(node))
-    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields())
+    port = free_port()
+    node.ssh(f"nohup python3 -m http.server {port} --bind 127.0.0.1 >/dev/null 2>&1 </dev/null &")
+    wait_for(lambda: f"127.0.0.1:{port}" in listeners_of_node_user(node))
+    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields(
+        tunnel={"remote_port": port}))
     result = up(node_yaml, laptop_home)
     assert result.returncode == 1
-    assert "8188" in result.stderr and ("already taken" in result.stderr or "does not" in result.stderr)
+    assert str(port) in result.stderr
+    assert "already taken" in result.stderr or "another process holds the port" in result.stderr
 
 
 def test_a_taken_local_port_moves_the_tunnel_to_the_next_one(node_factory, laptop_home, tmp_path, stand_ins):
