@@ -179,9 +179,13 @@ def test_fleet_node_errors_name_the_node(tmp_path):
     assert "node b: prot: unknown key" in str(error)
 
 
-def test_the_committed_json_schema_is_generated_from_the_model():
-    committed = json.loads((REPO / "docs" / "node.schema.json").read_text())
-    assert committed == node_json_schema(), "regenerate: python -m provisioner.schema > docs/node.schema.json"
+@pytest.mark.parametrize("name", ["node", "plan", "up", "status"])
+def test_the_committed_json_schemas_are_generated_from_the_models(name):
+    from provisioner.schema import schema_for
+
+    committed = json.loads((REPO / "docs" / f"{name}.schema.json").read_text())
+    assert committed == json.loads(json.dumps(schema_for(name))), \
+        f"regenerate: python -m provisioner.schema {name} > docs/{name}.schema.json"
 
 
 def test_schema_forbids_unknown_keys():
