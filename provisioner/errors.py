@@ -52,6 +52,17 @@ class HostKeyError(ConnectError):
     """The node's host key is unknown, or differs from the one we trust."""
 
 
+class UnknownHostKey(HostKeyError):
+    """The node presented a key we have never seen (not a changed one): the user may accept
+    it; fleets collect these and refuse them together."""
+
+    def __init__(self, message: str, hint: str, *, where: str, key_type: str, fingerprint: str) -> None:
+        super().__init__(message, hint)
+        self.where = where
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+
+
 class CommandFailed(ProvisionError):
     """A remote command exited non-zero; carries its ``Result``."""
 
@@ -94,3 +105,17 @@ class LockHeld(ProvisionError):
 
 class DownloadError(ProvisionError):
     """A model file could not be fetched or verified."""
+
+
+class WorkflowError(ProvisionError):
+    """A bench workflow would be refused by ComfyUI (missing node class, model file, input);
+    raised before anything is submitted."""
+
+
+class BenchFailed(ProvisionError):
+    """A benchmark run failed (execution error, black image, timeout); carries ``.report``,
+    the BenchReport so far."""
+
+    def __init__(self, message: str, hint: str = "", report=None) -> None:
+        super().__init__(message, hint)
+        self.report = report

@@ -8,13 +8,15 @@ A key that differs from the one we trust is always refused.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import paramiko
 
-from .errors import HostKeyError
+from .errors import HostKeyError, UnknownHostKey
 
 ACCEPT_FLAG = "--accept-new-host-key"
+_record_lock = threading.Lock()
 
 
 def tool_home() -> Path:
@@ -59,10 +61,11 @@ class VerifyingPolicy(paramiko.MissingHostKeyPolicy):
                 "check with your provider before changing host_key",
             )
         if not self.accept_new:
-            raise HostKeyError(
+            raise UnknownHostKey(
                 f"unknown host key for {where}: {key.get_name()} {fingerprint}; refusing to connect",
                 f"if that fingerprint is the one your provider shows, re-run with {ACCEPT_FLAG} "
                 "(it is then recorded), or pin it as host_key: in node.yaml",
+                where=where, key_type=key.get_name(), fingerprint=fingerprint,
             )
         self.recorded = record_host_key(hostname, key)
 
@@ -74,10 +77,11 @@ def _same_fingerprint(actual: str, pinned: str) -> bool:
 def record_host_key(hostname: str, key: paramiko.PKey) -> Path:
     """Append a host key to the tool's own known_hosts file."""
     path = tool_known_hosts()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="ascii") as handle:
-        handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-    os.chmod(path, 0o600)
+    with _record_lock:  # fleets accept keys from several threads at once
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="ascii") as handle:
+            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        os.chmod(path, 0o600)
     return path
 
 
