@@ -22,7 +22,11 @@ from .steps import StepContext
 from .units import format_bytes
 
 if TYPE_CHECKING:
+    import datetime
+
     from .fleet import FleetEventSink, FleetReport
+    from .session import SessionEvent, SessionReport
+    from .teardown import DownReport, TeardownEvent
     from .tunnel import Tunnel
 
 
@@ -500,6 +504,82 @@ def tunnel(config_path: str, *, hold: Callable[["Tunnel"], None],
             hold(opened)
 
 
+# ---------------------------------------------------------------------------- the end of a rental
+
+
+def down(config_path: str, *, wipe: str = "none", keep_outputs_remote: bool = False,
+         discard_outputs: bool = False, dry_run: bool = False, force: bool = False,
+         drain_timeout: float = 300.0, interrupt_after_timeout: bool = False,
+         accept_new_host_key: bool = False, break_lock: bool = False, lock_wait: int = 10,
+         on_event: Callable[["TeardownEvent"], None] = lambda event: None,
+         config: Optional[NodeConfig] = None, connection=None) -> "DownReport":
+    """Harvest the outputs, stop ComfyUI, remove the token, wipe as asked (teardown.py).
+
+    Raises ``TeardownIncomplete`` (with ``.report``) when something is left undone; a re-run
+    finishes it. A fleet passes ``config`` and its open ``connection``.
+    """
+    from .errors import UsageError
+    from .facts import gather
+    from .layout import node_paths
+    from .teardown import DownOptions, down as teardown_down, service_for
+
+    if keep_outputs_remote and wipe == "all":
+        raise UsageError("--keep-outputs-remote contradicts --wipe all, which deletes the whole "
+                         "work folder", "use --wipe models to free the disk and keep the outputs")
+    cfg = config or load_node(config_path)
+    options = DownOptions(wipe=wipe, keep_outputs_remote=keep_outputs_remote,
+                          discard_outputs=discard_outputs, dry_run=dry_run, force=force,
+                          drain_timeout=drain_timeout, interrupt_after_timeout=interrupt_after_timeout,
+                          lock_wait=lock_wait, break_lock=break_lock)
+    token = hub_token(cfg)
+    with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
+        facts = gather(node, cfg.workdir)
+        paths = node_paths(cfg, facts)
+        try:
+            service = _node_steps(cfg, node, facts)["launch"]
+        except (ProvisionError, KeyError):  # sizing or a user playbook must not block a teardown
+            service = service_for(facts, paths)
+        return teardown_down(node, cfg=cfg, config_path=config_path, facts=facts, paths=paths,
+                             service=service, token=token, options=options, on_event=on_event)
+
+
+def session(config_path: str, *, deadline: "datetime.datetime",
+            warn_before: tuple = (), wipe: str = "none", keep_outputs_remote: bool = False,
+            discard_outputs: bool = False, drain_timeout: float = 60.0, no_models: bool = False,
+            accept_new_host_key: bool = False, on_step: EventSink = lambda event: None,
+            on_event: Callable[["SessionEvent"], None] = lambda event: None,
+            on_teardown: Callable[["TeardownEvent"], None] = lambda event: None,
+            on_tunnel_event: Callable[[str], None] = lambda message: None,
+            ask: Callable[[], str] = lambda: "teardown") -> "SessionReport":
+    """``up``, hold the tunnel until ``deadline`` (warning ``warn_before`` it), then ``down``.
+
+    Ctrl-C calls ``ask()``: "teardown" ends now, "leave" keeps the node running. At the
+    deadline, work still queued is interrupted after ``drain_timeout``. A teardown that cannot
+    connect is retried until the link is back (session.py).
+    """
+    from .session import run_session
+
+    cfg = load_node(config_path)
+    if keep_outputs_remote and wipe == "all":
+        from .errors import UsageError
+
+        raise UsageError("--keep-outputs-remote contradicts --wipe all, which deletes the whole "
+                         "work folder", "use --wipe models to free the disk and keep the outputs")
+
+    def bring_up(hold) -> UpReport:
+        return up(config_path, no_models=no_models, accept_new_host_key=accept_new_host_key,
+                  on_event=on_step, hold=hold, on_tunnel_event=on_tunnel_event, config=cfg)
+
+    def tear_down():
+        return down(config_path, wipe=wipe, keep_outputs_remote=keep_outputs_remote,
+                    discard_outputs=discard_outputs, drain_timeout=drain_timeout,
+                    interrupt_after_timeout=True, accept_new_host_key=accept_new_host_key,
+                    on_event=on_teardown, config=cfg)
+
+    return run_session(cfg.name, deadline, warn_before=list(warn_before), bring_up=bring_up,
+                       tear_down=tear_down, on_event=on_event, ask=ask)
+
+
 # ---------------------------------------------------------------------------- fleets
 # Each fleet_* connects every node first (unknown host keys are refused together), then runs
 # the single-node function above on each over that one connection (provisioner/fleet.py).
@@ -619,6 +699,132 @@ def fleet_inventory(fleet_path: str) -> dict[str, Any]:
     return inventory_of(load_fleet(fleet_path))
 
 
+def fleet_down(fleet_path: str, *, wipe: str = "none", keep_outputs_remote: bool = False,
+               discard_outputs: bool = False, dry_run: bool = False, force: bool = False,
+               drain_timeout: float = 300.0, accept_new_host_key: bool = False,
+               break_lock: bool = False, lock_wait: int = 10, parallel: Optional[int] = None,
+               on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[DownReport]":
+    """Harvest every node into its own folder (outputs.pull_to with {name}) and tear it down."""
+    from . import fleet as fleets
+    from .config import load_fleet
+    from .errors import UsageError
+    from .teardown import DownReport
+
+    if keep_outputs_remote and wipe == "all":
+        raise UsageError("--keep-outputs-remote contradicts --wipe all, which deletes the whole "
+                         "work folder", "use --wipe models to free the disk and keep the outputs")
+    config = load_fleet(fleet_path)
+    workers = parallel or config.parallel
+
+    def one(member, node) -> "DownReport":
+        return down(member.label, config=member.config, connection=node, wipe=wipe,
+                    keep_outputs_remote=keep_outputs_remote, discard_outputs=discard_outputs,
+                    dry_run=dry_run, force=force, drain_timeout=drain_timeout,
+                    break_lock=break_lock, lock_wait=lock_wait,
+                    on_event=lambda event: on_event(member.name, event))
+
+    with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
+                            accept_new_host_key=accept_new_host_key, parallel=workers,
+                            on_event=on_event) as connected:
+        return connected.run("down", one, DownReport, parallel=workers,
+                             judge=lambda report: None if report.ok else "; ".join(report.problems))
+
+
+def fleet_bench(fleet_path: str, *, options: Optional["BenchOptions"] = None, history: bool = True,
+                accept_new_host_key: bool = False, parallel: Optional[int] = None,
+                on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[BenchReport]":
+    """Benchmark every node (in parallel: each on its own hardware); one row per node in the
+    local CSV history, images pulled into each node's own outputs folder."""
+    from . import fleet as fleets
+    from .benchmark import BenchReport
+    from .config import load_fleet
+
+    config = load_fleet(fleet_path)
+    workers = parallel or config.parallel
+
+    def one(member, node) -> "BenchReport":
+        return bench(member.label, config=member.config, connection=node, options=options,
+                     history=history, on_event=lambda event: on_event(member.name, event))
+
+    with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
+                            accept_new_host_key=accept_new_host_key, parallel=workers,
+                            on_event=on_event) as connected:
+        return connected.run("bench", one, BenchReport, parallel=workers,
+                             judge=lambda report: None if report.ok else report.error or "bench failed")
+
+
+def fleet_session(fleet_path: str, *, deadline: "datetime.datetime", warn_before: tuple = (),
+                  wipe: str = "none", keep_outputs_remote: bool = False, discard_outputs: bool = False,
+                  drain_timeout: float = 60.0, no_models: bool = False, max_downloads: Optional[int] = None,
+                  accept_new_host_key: bool = False, parallel: Optional[int] = None,
+                  on_event: "FleetEventSink" = lambda name, event: None,
+                  on_session: Callable[["SessionEvent"], None] = lambda event: None,
+                  on_ready: Callable[["FleetReport"], None] = lambda report: None,
+                  on_tunnel_event: Callable[[str, str], None] = lambda name, message: None,
+                  ask: Callable[[], str] = lambda: "teardown") -> "FleetReport[SessionReport]":
+    """``fleet up``, hold one tunnel per healthy node until ``deadline``, then ``fleet down``.
+
+    ``on_ready(report)`` gets the up recap with the URLs once the tunnels are open. Ctrl-C
+    calls ``ask()``: "teardown" ends now, "leave" keeps every node running. Every node that
+    was reached is torn down, whether or not its ``up`` succeeded.
+    """
+    from . import fleet as fleets
+    from .config import load_fleet
+    from .errors import UsageError
+    from .session import SessionEvent, hold_until
+    from .teardown import DownReport
+
+    if keep_outputs_remote and wipe == "all":
+        raise UsageError("--keep-outputs-remote contradicts --wipe all, which deletes the whole "
+                         "work folder", "use --wipe models to free the disk and keep the outputs")
+    config = load_fleet(fleet_path)
+    workers = parallel or config.parallel
+    gate = fleets.DownloadGate(max_downloads)
+    held: dict[str, Any] = {}
+
+    def one_up(member, node) -> UpReport:
+        return up(member.label, config=member.config, connection=node, no_models=no_models,
+                  download_slot=gate.slot_for(member.name, on_event),
+                  on_event=lambda event: on_event(member.name, event))
+
+    def one_down(member, node) -> "DownReport":
+        return down(member.label, config=member.config, connection=node, wipe=wipe,
+                    keep_outputs_remote=keep_outputs_remote, discard_outputs=discard_outputs,
+                    drain_timeout=drain_timeout, interrupt_after_timeout=True,
+                    on_event=lambda event: on_event(member.name, event))
+
+    def hold(report, tunnels) -> None:
+        on_ready(report)
+        on_session(SessionEvent(kind="ready", deadline=deadline,
+                                remaining=deadline.timestamp() - time.time()))
+        held["end"], held["warnings"] = hold_until(deadline, list(warn_before), None, on_session, ask)
+
+    with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
+                            accept_new_host_key=accept_new_host_key, parallel=workers,
+                            on_event=on_event) as connected:
+        ups = connected.run("up", one_up, UpReport, parallel=workers)
+        healthy = [line.node for line in ups.nodes if line.status == "ok" and any(
+            r.name == "health" and r.status in ("ok", "changed") for r in line.report.steps)]
+        ups = fleets.hold_tunnels(ups, healthy, lambda name: open_tunnel(
+            connected.members[name].config, connected.nodes[name],
+            lambda message: on_tunnel_event(name, message), accept_new_host_key), hold)
+        if "end" not in held:
+            raise ProvisionError("no node came up healthy, so there is no session to hold",
+                                 "run `provision fleet up` to see why")
+        if held["end"] == "leave":
+            on_session(SessionEvent(kind="left-running", deadline=deadline,
+                                    message="the nodes are left running; end them with "
+                                            "`provision fleet down`"))
+            return fleets.session_report(ups, None, deadline, "left-running", held["warnings"])
+        why = "the deadline is reached" if held["end"] == "deadline" else "interrupted"
+        on_session(SessionEvent(kind="teardown", deadline=deadline,
+                                message=f"{why}: harvesting the outputs and tearing every node down"))
+        downs = connected.run("down", one_down, DownReport, parallel=workers,
+                              judge=lambda report: None if report.ok else "; ".join(report.problems))
+        ended_by = "deadline" if held["end"] == "deadline" else "interrupt"
+        return fleets.session_report(ups, downs, deadline, ended_by, held["warnings"])
+
+
 # ---------------------------------------------------------------------------- bench
 
 if TYPE_CHECKING:
@@ -628,39 +834,29 @@ if TYPE_CHECKING:
 
 def bench(config_path: str, *, options: Optional["BenchOptions"] = None,
           plot_path: Optional[str] = None, history: bool = True,
-          accept_new_host_key: bool = False,
-          on_event: "BenchSink" = lambda event: None) -> "BenchReport":
+          accept_new_host_key: bool = False, on_event: "BenchSink" = lambda event: None,
+          config: Optional[NodeConfig] = None, connection=None) -> "BenchReport":
     """Benchmark Flux text-to-image on the node (warm-up + N runs, memory sampled each second),
     append the result to the local CSV history and draw ``plot_path`` if given.
 
     Raises ``BenchFailed`` (``.report`` = the BenchReport so far, also recorded) when a run
     fails, ``WorkflowError`` before anything is submitted when the node lacks a node class
-    or model file.
+    or model file. A fleet passes ``config`` (``config_path`` then names the node) and its
+    ``connection``; the report is JSON-serialisable for its one table.
     """
     from .benchmark import BenchOptions
     from .benchplot import require_matplotlib
-    from .benchrun import record_bench
+    from .benchrun import record_bench, run_bench
     from .errors import BenchFailed
 
     if plot_path:
         require_matplotlib()  # refuse now, not after a long bench
-    cfg = load_node(config_path)
+    cfg = config or load_node(config_path)
     try:
-        report = bench_config(cfg, options or BenchOptions(), on_event=on_event,
-                              accept_new_host_key=accept_new_host_key)
+        with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
+            report = run_bench(node, cfg, options or BenchOptions(), on_event)
     except BenchFailed as error:
         if error.report is not None:
             error.report = record_bench(error.report, plot_path=plot_path, history=history)
         raise
     return record_bench(report, plot_path=plot_path, history=history)
-
-
-def bench_config(cfg: NodeConfig, options: "BenchOptions", *,
-                 on_event: "BenchSink" = lambda event: None,
-                 accept_new_host_key: bool = False) -> "BenchReport":
-    """Benchmark one node given its config; the per-node unit ``fleet bench`` maps over nodes
-    (it writes nothing locally but the pulled images; ``benchrun.record_bench`` keeps it)."""
-    from .benchrun import run_bench
-
-    with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
-        return run_bench(node, cfg, options, on_event)

@@ -10,6 +10,8 @@ import http.client
 import json
 from typing import Any, Optional
 
+from pydantic import BaseModel, ConfigDict
+
 
 class ComfyUnavailable(Exception):
     """ComfyUI did not answer (not listening yet, crashed, or the port is wrong)."""
@@ -75,3 +77,40 @@ class ComfyClient:
         if not spec or not isinstance(spec[0], list):
             return []
         return [str(choice) for choice in spec[0]]
+
+
+class QueueState(BaseModel):
+    """ComfyUI's queue (``GET /queue``): the prompt running and the ones waiting."""
+
+    model_config = ConfigDict(frozen=True)
+
+    running: list[str] = []  # prompt ids
+    pending: list[str] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self.running and not self.pending
+
+
+def parse_queue(data: Any) -> QueueState:
+    """Parse ``GET /queue`` (entries are ``[number, prompt_id, prompt, extra, outputs]``)."""
+
+    def ids(entries: Any) -> list[str]:
+        found = []
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, list) and len(entry) > 1:
+                found.append(str(entry[1]))
+        return found
+
+    data = data if isinstance(data, dict) else {}
+    return QueueState(running=ids(data.get("queue_running")), pending=ids(data.get("queue_pending")))
+
+
+def read_queue(client: ComfyClient) -> QueueState:
+    return parse_queue(client.get_json("/queue"))
+
+
+def interrupt_all(client: ComfyClient) -> None:
+    """Drop the pending prompts, then interrupt the running one."""
+    client.post_json("/queue", {"clear": True})
+    client.post_json("/interrupt", {})

@@ -13,6 +13,7 @@ request, whatever killed the previous one (a lost SSH session, a reboot).
 import hashlib
 import json
 import os
+import queue
 import struct
 import sys
 import threading
@@ -23,6 +24,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 CHUNK = 1 << 20
+BUFFERS = 8  # blocks in flight between the socket and the hashing thread
+FLUSH_EVERY = 128 << 20  # bytes written between two background fdatasyncs
 _print_lock = threading.Lock()
 
 # ggml tensor types (ggml.h) that are not quantized: ignored when finding a file's quant.
@@ -120,6 +123,87 @@ def sha256_file(path, upto=None):
     return digest
 
 
+class Hasher(threading.Thread):
+    """sha256 on a thread of its own, fed from a small pool of reusable buffers.
+
+    hashlib releases the GIL on big blocks, so hashing runs next to the socket read and the
+    disk write instead of after them; reused buffers spare an allocation per block."""
+
+    def __init__(self, digest):
+        super().__init__(daemon=True)
+        self.digest = digest
+        self.todo = queue.Queue()
+        self.free = queue.Queue()
+        for _ in range(BUFFERS):
+            self.free.put(bytearray(CHUNK))
+        self.start()
+
+    def run(self):
+        while True:
+            job = self.todo.get()
+            if job is None:
+                return
+            buf, count = job
+            try:
+                self.digest.update(memoryview(buf)[:count])
+            finally:
+                self.free.put(buf)
+
+    def buffer(self):
+        """Return a free buffer (waits while all of them are being hashed)."""
+        return self.free.get()
+
+    def release(self, buf):
+        self.free.put(buf)
+
+    def update(self, buf, count):
+        """Hash the first ``count`` bytes of ``buf``, then give it back to the pool."""
+        self.todo.put((buf, count))
+
+    def finish(self):
+        """Hash what is queued; return the digest."""
+        self.todo.put(None)
+        self.join()
+        return self.digest
+
+
+class Flusher(threading.Thread):
+    """fdatasync every FLUSH_EVERY bytes on a thread of its own, so a big file goes to disk
+    while it arrives and the fsync before the rename has little left to write."""
+
+    def __init__(self, fd):
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.pending = 0
+        self.wake = threading.Event()
+        self.stopping = False
+        self.start()
+
+    def wrote(self, count):
+        self.pending += count
+        if self.pending >= FLUSH_EVERY:
+            self.pending = 0
+            self.wake.set()
+
+    def run(self):
+        sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stopping:
+                return
+            try:
+                sync(self.fd)
+            except OSError:
+                return  # the final fsync reports real trouble
+
+    def stop(self):
+        """Stop and wait (before the file is closed: the fd must not be reused meanwhile)."""
+        self.stopping = True
+        self.wake.set()
+        self.join()
+
+
 def write_record(item, sha256):
     stat = os.stat(item["dest"])
     record = {"size": stat.st_size, "mtime": int(stat.st_mtime), "sha256": sha256}
@@ -169,7 +253,9 @@ class Fetcher:
         digest = sha256_file(partial) if offset else hashlib.sha256()
         resumed_from = offset
         attempt = 0
-        while True:
+        # A partial as long as the file (a run killed before the rename) needs no request:
+        # a Range from its end would be answered 416, run after run.
+        while expected is None or offset < expected:
             try:
                 offset, digest = self.stream(item, partial, offset, digest)
                 break
@@ -220,20 +306,31 @@ class Fetcher:
         total = item.get("size")
         mode = "ab" if offset else "wb"
         last = 0.0
-        with open(partial, mode) as handle:
-            while True:
-                block = response.read(CHUNK)
-                if not block:
-                    break
-                handle.write(block)
-                digest.update(block)
-                offset += len(block)
-                now = time.monotonic()
-                if now - last >= self.interval:
-                    last = now
-                    emit(event="progress", dest=item["dest"], done=offset, total=total)
-            handle.flush()
-            os.fsync(handle.fileno())
+        hasher = Hasher(digest)
+        try:
+            with open(partial, mode) as handle:
+                flusher = Flusher(handle.fileno())
+                try:
+                    while True:
+                        buf = hasher.buffer()
+                        count = response.readinto(buf)
+                        if not count:
+                            hasher.release(buf)
+                            break
+                        handle.write(memoryview(buf)[:count])
+                        hasher.update(buf, count)
+                        offset += count
+                        flusher.wrote(count)
+                        now = time.monotonic()
+                        if now - last >= self.interval:
+                            last = now
+                            emit(event="progress", dest=item["dest"], done=offset, total=total)
+                    handle.flush()
+                finally:
+                    flusher.stop()
+                os.fsync(handle.fileno())
+        finally:
+            digest = hasher.finish()
         if total is not None and offset < total:
             raise FetchError("connection ended early at %d of %d bytes" % (offset, total))
         return offset, digest
