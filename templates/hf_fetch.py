@@ -11,6 +11,7 @@ request, whatever killed the previous one (a lost SSH session, a reboot).
 """
 
 import hashlib
+import http.client
 import json
 import os
 import queue
@@ -259,7 +260,7 @@ class Fetcher:
             try:
                 offset, digest = self.stream(item, partial, offset, digest)
                 break
-            except (urllib.error.URLError, OSError, FetchError) as error:
+            except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
                 if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404):
                     raise FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"],
                                                                           item["file"]))
