@@ -523,6 +523,9 @@ def down(config_path: str, *, wipe: str = "none", keep_outputs_remote: bool = Fa
     from .layout import node_paths
     from .teardown import DownOptions, down as teardown_down, service_for
 
+    if wipe not in ("none", "models", "all"):
+        raise UsageError(f"--wipe: {wipe!r} is not one of none, models, all",
+                         "e.g. --wipe models to free the disk")
     if keep_outputs_remote and wipe == "all":
         raise UsageError("--keep-outputs-remote contradicts --wipe all, which deletes the whole "
                          "work folder", "use --wipe models to free the disk and keep the outputs")

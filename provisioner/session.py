@@ -68,6 +68,8 @@ def hold_until(deadline: datetime.datetime, warn_before: list[datetime.timedelta
     """Hold until ``deadline`` or Ctrl-C; return ("deadline" | "interrupt" | "leave", warnings).
 
     ``on_start`` runs first, already under the Ctrl-C handling (it announces the session).
+    ``tunnel`` is not used here (the tunnel reconnects by itself; ``run_session`` reads its
+    link at the end); fleets pass None.
     """
     start = datetime.datetime.fromtimestamp(clock(), tz=deadline.tzinfo)
     pending = pending_warnings(deadline, warn_before, start)
