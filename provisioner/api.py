@@ -15,6 +15,7 @@ from .config import NodeConfig, load_node
 from .engine import EventSink, StepResult, probe_steps, run_steps
 from .errors import ConfigError, DownloadError, ProvisionError, StepFailed
 from .facts import NodeFacts
+from .memory import MemorySample
 from .playbook import load_steps
 from .remote import NodeStats
 from .sizing import ModelPlan
@@ -354,7 +355,7 @@ class StatusReport(BaseModel):
     remote_port: int
     service: ServiceState
     health: Health
-    memory: Optional["MemorySample"] = None
+    memory: Optional[MemorySample] = None
 
 
 def _node_steps(cfg: NodeConfig, node, facts: NodeFacts) -> dict[str, Any]:
@@ -373,11 +374,10 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
     A fleet passes ``config`` (``config_path`` then names the node) and its ``connection``."""
     from .facts import gather
     from .layout import node_paths
-    from .memory import MemorySample, memory_script, parse_memory
+    from .memory import memory_script, parse_memory
     from .steps.service import parse_status, status_script
     from .steps.base import q, sections
 
-    StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
     cfg = config or load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
         facts = gather(node, cfg.workdir)
@@ -652,9 +652,7 @@ def fleet_status(fleet_path: str, *, accept_new_host_key: bool = False, parallel
     """Report every node's service and health; an unhealthy node counts as failed."""
     from . import fleet as fleets
     from .config import load_fleet
-    from .memory import MemorySample
 
-    StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
     config = load_fleet(fleet_path)
     workers = parallel or config.parallel
     with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),
@@ -672,9 +670,7 @@ def fleet_tunnel(fleet_path: str, *, hold: FleetHold, accept_new_host_key: bool 
     """Reopen the tunnel to every node where ComfyUI is healthy and hold them all."""
     from . import fleet as fleets
     from .config import load_fleet
-    from .memory import MemorySample
 
-    StatusReport.model_rebuild(_types_namespace={"MemorySample": MemorySample})
     config = load_fleet(fleet_path)
     workers = parallel or config.parallel
     with fleets.connect_all(fleet_path, fleets.members_of(fleet_path, config),

@@ -70,10 +70,7 @@ def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_k
 
         report = api.plan(node_yaml, memory_bytes=_memory(memory),
                           accept_new_host_key=accept_new_host_key)
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_plan(_console(), report)
+        _emit(report, as_json, views.show_plan)
         return ExitStatus.OK
 
     _run(body)
@@ -123,10 +120,7 @@ def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json:
         except StepFailed as error:
             partial = getattr(error, "report", None)
             if partial is not None:
-                if as_json:
-                    click.echo(redact(partial.model_dump_json(indent=2)))
-                else:
-                    views.show_up(_console(), partial)
+                _emit(partial, as_json, views.show_up)
             raise
         _show_up(report, as_json)
         return ExitStatus.OK
@@ -134,13 +128,18 @@ def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json:
     _run(body)
 
 
-def _show_up(report, as_json: bool) -> None:
-    from . import views
-
+def _emit(report, as_json: bool, show) -> None:
+    """Print a report: one JSON document for scripts, else ``show(console, report)``."""
     if as_json:
         click.echo(redact(report.model_dump_json(indent=2)))
     else:
-        views.show_up(_console(), report)
+        show(_console(), report)
+
+
+def _show_up(report, as_json: bool) -> None:
+    from . import views
+
+    _emit(report, as_json, views.show_up)
 
 
 def _tunnel_note(message: str) -> None:
@@ -198,10 +197,7 @@ def status(node_yaml: str, as_json: bool, accept_new_host_key: bool) -> None:
         from . import api, views
 
         report = api.status(node_yaml, accept_new_host_key=accept_new_host_key)
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_status(_console(), report)
+        _emit(report, as_json, views.show_status)
         return ExitStatus.OK if report.health.healthy else ExitStatus.FAILED
 
     _run(body)
@@ -254,10 +250,7 @@ WIPE_HELP = ("What else to delete once the outputs are safe: none; models (the d
 def _show_down(report, as_json: bool) -> None:
     from . import views
 
-    if as_json:
-        click.echo(redact(report.model_dump_json(indent=2)))
-    else:
-        views.show_down(_console(), report)
+    _emit(report, as_json, views.show_down)
 
 
 @cli.command()
@@ -492,10 +485,7 @@ def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_n
         with _fleet_progress(as_json, plain=False) as progress:
             report = api.fleet_plan(fleet_yaml, accept_new_host_key=accept_new_host_key,
                                     parallel=parallel, on_event=progress.handle)
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_fleet_plan(_console(), report)
+        _emit(report, as_json, views.show_fleet_plan)
         return _fleet_exit(report)
 
     _run(body)
@@ -545,10 +535,7 @@ def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[i
             return _fleet_exit(report)
         if retry_failed and not report.nodes:
             _console(stderr=True).print("nothing to retry: every node succeeded last time")
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_fleet_up(_console(), report)
+        _emit(report, as_json, views.show_fleet_up)
         return _fleet_exit(report)
 
     _run(body)
@@ -568,10 +555,7 @@ def fleet_status(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept
         with _fleet_progress(as_json, plain=False) as progress:
             report = api.fleet_status(fleet_yaml, accept_new_host_key=accept_new_host_key,
                                       parallel=parallel, on_event=progress.handle)
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_fleet_status(_console(), report)
+        _emit(report, as_json, views.show_fleet_status)
         return _fleet_exit(report)
 
     _run(body)
@@ -601,10 +585,7 @@ def fleet_tunnel(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept
                                       parallel=parallel, on_event=progress.handle,
                                       on_tunnel_event=_fleet_tunnel_note)
         if not held:
-            if as_json:
-                click.echo(redact(report.model_dump_json(indent=2)))
-            else:
-                views.show_fleet_status(_console(), report)
+            _emit(report, as_json, views.show_fleet_status)
         return _fleet_exit(report)
 
     _run(body)
@@ -658,10 +639,7 @@ def fleet_down(fleet_yaml: str, wipe: str, keep_outputs_remote: bool, discard_ou
                                     drain_timeout=drain_timeout, accept_new_host_key=accept_new_host_key,
                                     break_lock=break_lock, lock_wait=lock_wait, parallel=parallel,
                                     on_event=progress.handle)
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_fleet_down(_console(), report)
+        _emit(report, as_json, views.show_fleet_down)
         return _fleet_exit(report)
 
     _run(body)
@@ -693,10 +671,7 @@ def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], run
         with _fleet_progress(as_json) as progress:
             report = api.fleet_bench(fleet_yaml, options=options, parallel=parallel,
                                      accept_new_host_key=accept_new_host_key, on_event=progress.handle)
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_fleet_bench(_console(), report)
+        _emit(report, as_json, views.show_fleet_bench)
         return _fleet_exit(report)
 
     _run(body)
@@ -781,10 +756,7 @@ def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str]
             countdown.stop()
             for phase in phases:
                 phase.close()
-        if as_json:
-            click.echo(redact(report.model_dump_json(indent=2)))
-        else:
-            views.show_fleet_session(_console(), report)
+        _emit(report, as_json, views.show_fleet_session)
         return _fleet_exit(report)
 
     _run(body)
@@ -837,10 +809,7 @@ def bench(node_yaml: str, model: Optional[str], steps: Optional[int], runs: int,
 def _show_bench(report, as_json: bool) -> None:
     from . import views
 
-    if as_json:
-        click.echo(redact(report.model_dump_json(indent=2)))
-    else:
-        views.show_bench(_console(), report)
+    _emit(report, as_json, views.show_bench)
 
 
 def main() -> None:
