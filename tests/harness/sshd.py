@@ -44,6 +44,7 @@ counts its lines (see ``LOG_PATTERNS``), independently of the tool under test.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import getpass
 import json
 import os
@@ -272,6 +273,14 @@ def cleanup_stale_nodes() -> list[str]:
     """
     if not is_root():
         return []
+    # Parallel test workers each clean up at start: one at a time, so no two of them race
+    # to kill and delete the same stale user.
+    with open(nodes_root() / ".cleanup.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cleanup_stale_locked()
+
+
+def _cleanup_stale_locked() -> list[str]:
     removed = []
     for entry in pwd.getpwall():
         if not entry.pw_name.startswith(USER_PREFIX) or not entry.pw_gecos.startswith(GECOS_MARKER):
