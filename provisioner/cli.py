@@ -15,6 +15,13 @@ from .errors import ExitStatus, ProvisionError, UsageError
 from .redact import redact
 
 ACCEPT_HELP = "Trust the node's host key if it is unknown, and record it (never a changed one)."
+PARALLEL_HELP = "How many nodes at once (default: parallel: in fleet.yaml, else 8)."
+
+# Arguments and options many commands share, defined once.
+NODE_YAML = click.argument("node_yaml", type=click.Path(dir_okay=False))
+FLEET_YAML = click.argument("fleet_yaml", type=click.Path(dir_okay=False))
+ACCEPT_NEW_HOST_KEY = click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+PARALLEL = click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
 
 
 def _memory(value: Optional[str]) -> Optional[int]:
@@ -58,10 +65,10 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("--memory", metavar="SIZE", help="Plan offline for a node of this memory, e.g. 64GB.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (docs/plan-json.md).")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_key: bool) -> None:
     """Show what `up` would do: facts, model choice, memory and disk checks, steps."""
 
@@ -77,13 +84,13 @@ def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_k
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("--dry-run", is_flag=True, help="Check every step and say what would change; change nothing.")
 @click.option("--no-launch", is_flag=True, help="Install everything but do not start ComfyUI.")
 @click.option("--no-models", is_flag=True, help="Skip the model downloads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
 @click.option("-v", "--verbose", is_flag=True, help="Stream the node's full output.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 @click.option("--break-lock", is_flag=True, help="Take the node's lock even if another run holds it.")
 @click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
               metavar="SECONDS", help="How long to wait for another run's lock.")
@@ -171,8 +178,8 @@ def _hold_tunnel(tunnel, open_browser: bool = False) -> None:
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@NODE_YAML
+@ACCEPT_NEW_HOST_KEY
 def tunnel(node_yaml: str, accept_new_host_key: bool) -> None:
     """(Re)open the tunnel to ComfyUI and hold it until Ctrl-C."""
 
@@ -187,9 +194,9 @@ def tunnel(node_yaml: str, accept_new_host_key: bool) -> None:
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def status(node_yaml: str, as_json: bool, accept_new_host_key: bool) -> None:
     """Service state, health, device, models and memory pressure of a node."""
 
@@ -204,10 +211,10 @@ def status(node_yaml: str, as_json: bool, accept_new_host_key: bool) -> None:
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("-n", "--lines", type=click.IntRange(0, 100000), default=200, show_default=True)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def logs(node_yaml: str, lines: int, follow: bool, accept_new_host_key: bool) -> None:
     """Print the node's ComfyUI log."""
 
@@ -222,8 +229,8 @@ def logs(node_yaml: str, lines: int, follow: bool, accept_new_host_key: bool) ->
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@NODE_YAML
+@ACCEPT_NEW_HOST_KEY
 def restart(node_yaml: str, accept_new_host_key: bool) -> None:
     """Restart ComfyUI on the node and wait until it is healthy."""
 
@@ -254,7 +261,7 @@ def _show_down(report, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("--wipe", type=click.Choice(["none", "models", "all"]), default="none",
               show_default=True, help=WIPE_HELP)
 @click.option("--keep-outputs-remote", is_flag=True,
@@ -266,7 +273,7 @@ def _show_down(report, as_json: bool) -> None:
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for the queue to drain.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 @click.option("--break-lock", is_flag=True, help="Take the node's lock even if another run holds it.")
 @click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
               metavar="SECONDS", help="How long to wait for another run's lock.")
@@ -325,7 +332,7 @@ def _ask_teardown() -> str:
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("--until", metavar="HH:MM", help="End at this local time (tomorrow if already past).")
 @click.option("--for", "duration", metavar="DURATION", help="End after this long, e.g. 3h, 45m, 20s.")
 @click.option("--warn", default="15m,5m", show_default=True, metavar="LIST",
@@ -341,7 +348,7 @@ def _ask_teardown() -> str:
 @click.option("--no-models", is_flag=True, help="Skip the model downloads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the URL in a browser once healthy.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn: str, wipe: str,
             keep_outputs_remote: bool, discard_outputs: bool, drain_timeout: float, no_models: bool,
             as_json: bool, open_browser: bool, accept_new_host_key: bool) -> None:
@@ -420,7 +427,6 @@ def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn:
 
 # ---------------------------------------------------------------------------- fleets
 
-PARALLEL_HELP = "How many nodes at once (default: parallel: in fleet.yaml, else 8)."
 
 
 @cli.group()
@@ -472,10 +478,10 @@ def _hold_fleet_tunnels(report, tunnels, as_json: bool) -> None:
 
 
 @fleet.command("plan")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@FLEET_YAML
+@PARALLEL
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_new_host_key: bool) -> None:
     """Per-node facts and model choices, in one table."""
 
@@ -492,8 +498,8 @@ def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_n
 
 
 @fleet.command("up")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@FLEET_YAML
+@PARALLEL
 @click.option("--max-downloads", type=click.IntRange(1, 256), metavar="N",
               help="At most N nodes download models at once (default: no bound).")
 @click.option("--fail-fast", is_flag=True, help="Start no new node after the first failure.")
@@ -507,7 +513,7 @@ def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_n
 @click.option("--no-tunnel", is_flag=True, help="Do not hold the tunnels open after launching.")
 @click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
               metavar="SECONDS", help="How long to wait for another run's lock on a node.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[int], fail_fast: bool,
              retry_failed: bool, timeout: Optional[float], as_json: bool, no_launch: bool,
              no_models: bool, no_tunnel: bool, lock_wait: int, accept_new_host_key: bool) -> None:
@@ -542,10 +548,10 @@ def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[i
 
 
 @fleet.command("status")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@FLEET_YAML
+@PARALLEL
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def fleet_status(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_new_host_key: bool) -> None:
     """Service, health and memory pressure of every node; exit 1 if any is not healthy."""
 
@@ -562,10 +568,10 @@ def fleet_status(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept
 
 
 @fleet.command("tunnel")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@FLEET_YAML
+@PARALLEL
 @click.option("--json", "as_json", is_flag=True, help="Print the nodes and URLs as one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def fleet_tunnel(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_new_host_key: bool) -> None:
     """(Re)open one tunnel per healthy node and hold them until Ctrl-C."""
 
@@ -592,7 +598,7 @@ def fleet_tunnel(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept
 
 
 @fleet.command("inventory")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
+@FLEET_YAML
 def fleet_inventory(fleet_yaml: str) -> None:
     """Print the fleet as an Ansible YAML inventory (all.hosts.<name>)."""
 
@@ -608,7 +614,7 @@ def fleet_inventory(fleet_yaml: str) -> None:
 
 
 @fleet.command("down")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
+@FLEET_YAML
 @click.option("--wipe", type=click.Choice(["none", "models", "all"]), default="none",
               show_default=True, help=WIPE_HELP)
 @click.option("--keep-outputs-remote", is_flag=True,
@@ -619,9 +625,9 @@ def fleet_inventory(fleet_yaml: str) -> None:
 @click.option("--force", is_flag=True, help="Interrupt ComfyUI's queues instead of waiting for them.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for each queue to drain.")
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@PARALLEL
 @click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 @click.option("--break-lock", is_flag=True, help="Take each node's lock even if another run holds it.")
 @click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
               metavar="SECONDS", help="How long to wait for another run's lock on a node.")
@@ -646,7 +652,7 @@ def fleet_down(fleet_yaml: str, wipe: str, keep_outputs_remote: bool, discard_ou
 
 
 @fleet.command("bench")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
+@FLEET_YAML
 @click.option("--model", type=click.Choice(["dev", "schnell"]),
               help="Model to bench (default: each node's model:).")
 @click.option("--steps", type=click.IntRange(1, 10000),
@@ -655,9 +661,9 @@ def fleet_down(fleet_yaml: str, wipe: str, keep_outputs_remote: bool, discard_ou
               help="Measured runs per node, after one warm-up that is not counted.")
 @click.option("--seed", type=click.IntRange(0, 2**63), help="Base seed; run i uses SEED+i.")
 @click.option("--prompt", help="The text prompt (default: a fixed one).")
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@PARALLEL
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], runs: int,
                 seed: Optional[int], prompt: Optional[str], parallel: Optional[int], as_json: bool,
                 accept_new_host_key: bool) -> None:
@@ -678,7 +684,7 @@ def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], run
 
 
 @fleet.command("session")
-@click.argument("fleet_yaml", type=click.Path(dir_okay=False))
+@FLEET_YAML
 @click.option("--until", metavar="HH:MM", help="End at this local time (tomorrow if already past).")
 @click.option("--for", "duration", metavar="DURATION", help="End after this long, e.g. 3h, 45m, 20s.")
 @click.option("--warn", default="15m,5m", show_default=True, metavar="LIST",
@@ -694,9 +700,9 @@ def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], run
 @click.option("--no-models", is_flag=True, help="Skip the model downloads.")
 @click.option("--max-downloads", type=click.IntRange(1, 256), metavar="N",
               help="At most N nodes download models at once (default: no bound).")
-@click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
+@PARALLEL
 @click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str], warn: str,
                   wipe: str, keep_outputs_remote: bool, discard_outputs: bool, drain_timeout: float,
                   no_models: bool, max_downloads: Optional[int], parallel: Optional[int],
@@ -763,7 +769,7 @@ def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str]
 
 
 @cli.command()
-@click.argument("node_yaml", type=click.Path(dir_okay=False))
+@NODE_YAML
 @click.option("--model", type=click.Choice(["dev", "schnell"]),
               help="Model to bench (default: node.yaml's model:).")
 @click.option("--steps", type=click.IntRange(1, 10000),
@@ -778,7 +784,7 @@ def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str]
               help="Draw time per run and memory pressure over time (needs the plot extra).")
 @click.option("--compare", type=click.Choice(["seed"]),
               help="Show the seed article's row for this memory size and model, with the ratio.")
-@click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
+@ACCEPT_NEW_HOST_KEY
 def bench(node_yaml: str, model: Optional[str], steps: Optional[int], runs: int,
           seed: Optional[int], prompt: Optional[str], as_json: bool, plot_path: Optional[str],
           compare: Optional[str], accept_new_host_key: bool) -> None:
