@@ -375,7 +375,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
     from .facts import gather
     from .layout import node_paths
     from .memory import memory_script, parse_memory
-    from .steps.service import parse_status, status_script
+    from .steps.service import parse_status, parse_uptime, status_script
     from .steps.base import q, sections
 
     cfg = config or load_node(config_path)
@@ -391,9 +391,6 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
         found = sections(output)
         state = _json_or_empty(found.get("state", ""))
         service = parse_status(found.get("service", ""))
-        uptime = None
-        if service["pid"]:
-            uptime = node.run(f"ps -o etime= -p {service['pid']}", check=False).stdout.strip() or None
         health = health_as_installed(health, state, cfg)
         try:
             memory = parse_memory(facts.platform, output)
@@ -402,7 +399,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
         return StatusReport(
             node=cfg.name, host=cfg.host, installed=bool(state), last_up=state.get("last_up"),
             model_plan=state.get("model_plan"), remote_port=health.port,
-            service=ServiceState(uptime=uptime, **service),
+            service=ServiceState(uptime=parse_uptime(found.get("service", "")), **service),
             health=check_health(node, health),
             memory=memory,
         )

@@ -103,27 +103,41 @@ class ServiceStep(Step):
         return "started"
 
 
+# The running process's age (ps etime, e.g. 01:02:03) in the same round trip as its state.
+_UPTIME = ("up=; [ -n \"$pid\" ] && up=$(ps -o etime= -p \"$pid\" 2>/dev/null | tr -d ' '); "
+           "echo \"loaded=$loaded running=$running pid=$pid uptime=$up\"")
+
+
 def status_script(service: ServiceStep) -> str:
-    """Return a read-only sh snippet printing ``loaded=0|1 running=0|1 pid=N``."""
+    """Return a read-only sh snippet printing ``loaded=0|1 running=0|1 pid=N uptime=T``."""
     if service.platform == "macos":
         return (f"out=$(launchctl print {q(service.target)} 2>/dev/null) && loaded=1 || loaded=0; "
                 "pid=$(printf '%s\\n' \"$out\" | sed -n 's/^[[:space:]]*pid = \\([0-9][0-9]*\\).*/\\1/p' "
                 "| head -1); "
                 "[ -n \"$pid\" ] && running=1 || running=0; "
-                "echo \"loaded=$loaded running=$running pid=$pid\"")
+                f"{_UPTIME}")
     return (f"sup=$(cat {q(service.pid_file)} 2>/dev/null); "
             f"pid=$(cat {q(service.child_pid_file)} 2>/dev/null); "
             "if [ -n \"$sup\" ] && kill -0 \"$sup\" 2>/dev/null; then loaded=1; else loaded=0; pid=; fi; "
             "if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; then running=1; else running=0; pid=; fi; "
-            "echo \"loaded=$loaded running=$running pid=$pid\"")
+            f"{_UPTIME}")
 
 
 def parse_status(text: str) -> dict:
     """Parse ``status_script`` output into {loaded, running, pid}."""
-    fields = dict(part.split("=", 1) for part in text.split() if "=" in part)
+    fields = _fields(text)
     pid = fields.get("pid", "")
     return {"loaded": fields.get("loaded") == "1", "running": fields.get("running") == "1",
             "pid": int(pid) if pid.isdigit() else None}
+
+
+def parse_uptime(text: str) -> Optional[str]:
+    """Return the running process's age from ``status_script`` output, e.g. ``01:02:03``."""
+    return _fields(text).get("uptime") or None
+
+
+def _fields(text: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in text.split() if "=" in part)
 
 
 def stop_service(node, service: ServiceStep) -> None:
