@@ -137,10 +137,10 @@ def skip_figures(node, base, home, hub, item, runs):
     """Time the `models` step's probe + decide on the verified file, as `up` runs them."""
     os.environ["HOME"] = str(home)
     os.environ["PROVISION_HOME"] = str(home / ".config" / "provision")
-    from provisioner.config import load_node
-    from provisioner.engine import probe_steps
-    from provisioner.remote import connect, target_of
-    from provisioner.steps.download import DownloadStep, FileSpec
+    from provisioner.core.config import load_node
+    from provisioner.install.engine import probe_steps
+    from provisioner.node.remote import connect, target_of
+    from provisioner.install.steps.download import DownloadStep, FileSpec
 
     cfg = load_node(str(node.write_node_yaml(base / "node.yaml")))
     spec = FileSpec(role="unet", repo=item["repo"], file=item["file"], revision=item["revision"],

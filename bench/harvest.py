@@ -24,10 +24,10 @@ from pathlib import Path
 
 from common import loopback_node, summary
 
-from provisioner import harvest
-from provisioner.nodescript import interpreters
-from provisioner.remote import Target, connect
-from provisioner.teardown import DownOptions, list_and_harvest
+from provisioner.teardown import harvest
+from provisioner.node.programs import interpreters
+from provisioner.node.remote import Target, connect
+from provisioner.teardown.down import DownOptions, list_and_harvest
 
 
 def scp_argv(node, source: str, dest: Path) -> list[str]:

@@ -367,7 +367,7 @@ def test_gated_with_a_wrong_token_fails_before_any_download_naming_the_repo(
 
 def test_too_little_disk_fails_in_preflight_with_the_numbers(node_factory, laptop_home, tmp_path,
                                                             stand_ins, hub):
-    from provisioner.units import format_bytes
+    from provisioner.core.units import format_bytes
 
     node = node_factory(platform="macos", memory_gb=64)
     # The hub's files are small; the check adds 10% and a fixed headroom (2 GB) to the exact

@@ -169,7 +169,7 @@ def test_host_fingerprint_matches_what_paramiko_sees(node_factory):
 
 
 def test_write_node_yaml(node_factory, tmp_path):
-    from provisioner.config import NodeConfig
+    from provisioner.core.config import NodeConfig
 
     node = node_factory()
     path = node.write_node_yaml(tmp_path / "node.yaml", model="schnell", host_key=None)

@@ -1,0 +1,98 @@
+"""What every step kind shares: the model, the change it proposes, the context it acts in.
+
+A step never acts without comparing first: ``probe`` returns a read-only shell snippet (the
+engine runs the probes of many steps in one round trip), ``decide`` turns its output into a
+``Change`` or ``None`` ("nothing to do"), and ``apply`` makes that change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from ...node.layout import NodePaths
+
+q = shlex.quote
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """A difference between the node and the wanted state, and why it matters."""
+
+    reason: str
+    data: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class StepContext:
+    """What ``apply`` may use: the node, its paths, and a sink for live output lines."""
+
+    node: Any  # remote.Node
+    paths: NodePaths
+    on_output: Callable[[str], None] = lambda line: None
+    on_progress: Callable[[dict], None] = lambda event: None  # structured progress (downloads)
+    secrets: dict = dataclasses.field(default_factory=dict)  # never logged, never stored
+
+
+class Step(BaseModel):
+    """One declarative step of a playbook."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str
+    description: Optional[str] = None
+    when: bool = True
+
+    def describe(self) -> str:
+        """Return a one-line summary for plans and recaps."""
+        return self.description or self.kind
+
+    def probe(self) -> Optional[str]:
+        """Return a read-only POSIX sh snippet whose stdout ``decide`` reads, or None."""
+        return None
+
+    def decide(self, output: Optional[str]) -> Optional[Change]:
+        """Return the change needed given the probe's output, or None when already right."""
+        raise NotImplementedError
+
+    def decide_live(self, ctx: StepContext, output: Optional[str]) -> Optional[Change]:
+        """Decide with the node at hand; for checks a shell probe cannot make (HTTP)."""
+        return self.decide(output)
+
+    def apply(self, ctx: StepContext, change: Change) -> str:
+        """Make ``change`` on the node; return a short detail for the recap."""
+        raise NotImplementedError
+
+
+def sha256_of(path: str) -> str:
+    """Return a POSIX sh snippet printing the sha256 of ``path`` (Linux and macOS tools)."""
+    quoted = q(path)
+    return (f"{{ sha256sum {quoted} 2>/dev/null || shasum -a 256 {quoted} 2>/dev/null; }}"
+            " | cut -d' ' -f1")
+
+
+def mode_of(path: str) -> str:
+    """Return a POSIX sh snippet printing the octal permission bits of ``path``."""
+    quoted = q(path)
+    return f"{{ stat -c %a {quoted} 2>/dev/null || stat -f %Lp {quoted} 2>/dev/null; }}"
+
+
+def sections(output: str) -> dict[str, str]:
+    """Split probe output written as ``@@name`` marker lines into {name: text}."""
+    found: dict[str, str] = {}
+    current = None
+    lines: list[str] = []
+    for line in output.splitlines():
+        if line.startswith("@@") and " " not in line.strip():
+            if current is not None:
+                found[current] = "\n".join(lines).strip()
+            current, lines = line.strip()[2:], []
+        else:
+            lines.append(line)
+    if current is not None:
+        found[current] = "\n".join(lines).strip()
+    return found
