@@ -24,7 +24,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
-
 from common import cli, sshd  # noqa: F401 (common puts the repo on sys.path)
 
 from tests.harness.fake_comfyui import build_comfyui_repo, build_gguf_repo  # noqa: E402

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from common import loopback_node, summary
 
-from provisioner.teardown import harvest
 from provisioner.node.programs import interpreters
 from provisioner.node.remote import Target, connect
+from provisioner.teardown import harvest
 from provisioner.teardown.down import DownOptions, list_and_harvest
 
 

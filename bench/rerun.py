@@ -14,7 +14,7 @@ import json
 import statistics
 import subprocess
 
-from common import REPO, cli, loopback_node, summary, timed
+from common import cli, loopback_node, summary, timed
 
 from tests.e2e.conftest import HF_TOKEN, populate_hub
 from tests.harness import sshd

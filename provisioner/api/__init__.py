@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Liter
 from pydantic import BaseModel, ConfigDict
 
 from ..core.config import NodeConfig, load_node
-from ..install.engine import EventSink, StepResult, probe_steps, run_steps
 from ..core.errors import ConfigError, DownloadError, ProvisionError, StepFailed
-from ..node.facts import NodeFacts
-from ..node.memory import MemorySample
+from ..core.units import format_bytes
+from ..install.engine import EventSink, StepResult, probe_steps, run_steps
 from ..install.playbook import load_steps
-from ..node.remote import NodeStats
 from ..install.sizing import ModelPlan
 from ..install.steps import StepContext
-from ..core.units import format_bytes
+from ..node.facts import NodeFacts
+from ..node.memory import MemorySample
+from ..node.remote import NodeStats
 
 if TYPE_CHECKING:
     import datetime
 
     from ..fleet.run import FleetEventSink, FleetReport
-    from ..teardown.session import SessionEvent, SessionReport
-    from ..teardown.down import DownReport, TeardownEvent
     from ..node.tunnel import Tunnel
+    from ..teardown.down import DownReport, TeardownEvent
+    from ..teardown.session import SessionEvent, SessionReport
 
 
 # Preflight disk check for downloads: the bytes still to fetch, 10% for the filesystem and
@@ -103,8 +103,8 @@ def plan(config_path: str, *, memory_bytes: Optional[int] = None,
     names the node in errors) and its open ``connection``.
     """
     from ..install.catalog import load_catalog
-    from ..node.facts import assumed_facts, gather
     from ..install.sizing import SizingOptions, choose_models
+    from ..node.facts import assumed_facts, gather
 
     cfg = config or load_node(config_path)
     stats = None
@@ -158,10 +158,10 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
     ``connection``, and ``download_slot``, entered around the model downloads only.
     """
     from ..install.catalog import load_catalog
+    from ..install.sizing import SizingOptions, choose_models
     from ..node.facts import gather
     from ..node.layout import node_paths
     from ..node.lock import node_lock
-    from ..install.sizing import SizingOptions, choose_models
     from ..node.state import read_state, write_state
 
     started = time.monotonic()
@@ -372,11 +372,11 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
     """Report the service, its health, its device and models, and memory pressure.
 
     A fleet passes ``config`` (``config_path`` then names the node) and its ``connection``."""
+    from ..install.steps.service import parse_status, parse_uptime, status_script
     from ..node.facts import gather
     from ..node.layout import node_paths
     from ..node.memory import memory_script, parse_memory
-    from ..install.steps.service import parse_status, parse_uptime, status_script
-    from ..install.steps.base import q, sections
+    from ..node.shell import q, sections
 
     cfg = config or load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
@@ -449,7 +449,7 @@ def logs(config_path: str, *, lines: int = 200, follow: bool = False,
     """Send the node's ComfyUI log to ``on_line``; with ``follow``, until interrupted."""
     from ..node.facts import gather
     from ..node.layout import node_paths
-    from ..install.steps.base import q
+    from ..node.shell import q
 
     cfg = load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
@@ -466,10 +466,10 @@ def logs(config_path: str, *, lines: int = 200, follow: bool = False,
 def restart(config_path: str, *, accept_new_host_key: bool = False,
             on_event: EventSink = lambda event: None) -> Health:
     """Restart ComfyUI and wait until it is healthy again."""
+    from ..install.steps.service import restart_service
     from ..node.facts import gather
     from ..node.layout import node_paths
     from ..node.state import read_state
-    from ..install.steps.service import restart_service
 
     cfg = load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
@@ -518,7 +518,8 @@ def down(config_path: str, *, wipe: str = "none", keep_outputs_remote: bool = Fa
     from ..core.errors import UsageError
     from ..node.facts import gather
     from ..node.layout import node_paths
-    from ..teardown.down import DownOptions, down as teardown_down, service_for
+    from ..teardown.down import DownOptions, service_for
+    from ..teardown.down import down as teardown_down
 
     if wipe not in ("none", "models", "all"):
         raise UsageError(f"--wipe: {wipe!r} is not one of none, models, all",
@@ -590,8 +591,8 @@ FleetHold = Callable[["FleetReport", dict[str, "Tunnel"]], None]
 def fleet_plan(fleet_path: str, *, accept_new_host_key: bool = False, parallel: Optional[int] = None,
                on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[PlanReport]":
     """Plan every node of a fleet in parallel, each sized from its own facts."""
-    from ..fleet import run as fleets
     from ..core.config import load_fleet
+    from ..fleet import run as fleets
 
     config = load_fleet(fleet_path)
     workers = parallel or config.parallel
@@ -616,8 +617,8 @@ def fleet_up(fleet_path: str, *, parallel: Optional[int] = None, max_downloads: 
     With ``hold``, a tunnel is opened to every healthy node on its own local port and
     ``hold(report, tunnels)`` runs until the user is done.
     """
-    from ..fleet import run as fleets
     from ..core.config import load_fleet
+    from ..fleet import run as fleets
 
     config = load_fleet(fleet_path)
     only = fleets.failed_last_time(fleet_path) if retry_failed else None
@@ -647,8 +648,8 @@ def fleet_up(fleet_path: str, *, parallel: Optional[int] = None, max_downloads: 
 def fleet_status(fleet_path: str, *, accept_new_host_key: bool = False, parallel: Optional[int] = None,
                  on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[StatusReport]":
     """Report every node's service and health; an unhealthy node counts as failed."""
-    from ..fleet import run as fleets
     from ..core.config import load_fleet
+    from ..fleet import run as fleets
 
     config = load_fleet(fleet_path)
     workers = parallel or config.parallel
@@ -665,8 +666,8 @@ def fleet_tunnel(fleet_path: str, *, hold: FleetHold, accept_new_host_key: bool 
                  on_tunnel_event: Callable[[str, str], None] = lambda name, message: None,
                  ) -> "FleetReport[StatusReport]":
     """Reopen the tunnel to every node where ComfyUI is healthy and hold them all."""
-    from ..fleet import run as fleets
     from ..core.config import load_fleet
+    from ..fleet import run as fleets
 
     config = load_fleet(fleet_path)
     workers = parallel or config.parallel
@@ -701,9 +702,9 @@ def fleet_down(fleet_path: str, *, wipe: str = "none", keep_outputs_remote: bool
                break_lock: bool = False, lock_wait: int = 10, parallel: Optional[int] = None,
                on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[DownReport]":
     """Harvest every node into its own folder (outputs.pull_to with {name}) and tear it down."""
-    from ..fleet import run as fleets
     from ..core.config import load_fleet
     from ..core.errors import UsageError
+    from ..fleet import run as fleets
     from ..teardown.down import DownReport
 
     if keep_outputs_remote and wipe == "all":
@@ -731,9 +732,9 @@ def fleet_bench(fleet_path: str, *, options: Optional["BenchOptions"] = None, hi
                 on_event: "FleetEventSink" = lambda name, event: None) -> "FleetReport[BenchReport]":
     """Benchmark every node (in parallel: each on its own hardware); one row per node in the
     local CSV history, images pulled into each node's own outputs folder."""
-    from ..fleet import run as fleets
     from ..bench.report import BenchReport
     from ..core.config import load_fleet
+    from ..fleet import run as fleets
 
     config = load_fleet(fleet_path)
     workers = parallel or config.parallel
@@ -764,11 +765,11 @@ def fleet_session(fleet_path: str, *, deadline: "datetime.datetime", warn_before
     calls ``ask()``: "teardown" ends now, "leave" keeps every node running. Every node that
     was reached is torn down, whether or not its ``up`` succeeded.
     """
-    from ..fleet import run as fleets
     from ..core.config import load_fleet
     from ..core.errors import UsageError
-    from ..teardown.session import SessionEvent, hold_until
+    from ..fleet import run as fleets
     from ..teardown.down import DownReport
+    from ..teardown.session import SessionEvent, hold_until
 
     if keep_outputs_remote and wipe == "all":
         raise UsageError("--keep-outputs-remote contradicts --wipe all, which deletes the whole "
@@ -840,8 +841,8 @@ def bench(config_path: str, *, options: Optional["BenchOptions"] = None,
     or model file. A fleet passes ``config`` (``config_path`` then names the node) and its
     ``connection``; the report is JSON-serialisable for its one table.
     """
-    from ..bench.report import BenchOptions
     from ..bench.plot import require_matplotlib
+    from ..bench.report import BenchOptions
     from ..bench.run import record_bench, run_bench
     from ..core.errors import BenchFailed
 

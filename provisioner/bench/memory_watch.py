@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from ..core.errors import ProvisionError
 from ..node.memory import MemorySample, memory_script, parse_memory
-from ..node.remote import sh
+from ..node.shell import sh
 
 SAMPLE_END = "@@sample-end"
 READ_TIMEOUT = 15.0  # a sample takes milliseconds; this long without one means the loop died

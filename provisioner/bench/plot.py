@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .report import PRESSURE_RANK, BenchReport
 from ..core.errors import UsageError
+from .report import PRESSURE_RANK, BenchReport
 
 PRESSURE_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "red": "#c62828"}
 INSTALL_HINT = "install the plot extra: pip install 'provision[plot]' (matplotlib)"

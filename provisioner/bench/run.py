@@ -21,19 +21,33 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 from urllib.parse import quote, urlencode
 
-from .report import (
-    BenchOptions, BenchReport, ImageResult, MemoryPoint, RunResult, RunTimer, RunTiming,
-    run_memory, summarise, to_point,
-)
 from ..comfy.client import ComfyClient, ComfyUnavailable
+from ..comfy.png import PngError, check_png
 from ..comfy.websocket import ComfyWebSocket, WebSocketError
+from ..comfy.workflows import (
+    DEFAULT_PROMPT,
+    WorkflowFiles,
+    check_workflow,
+    default_steps,
+    node_ids,
+    render_workflow,
+    unet_loader_for,
+    workflow_classes,
+)
 from ..core.config import NodeConfig
 from ..core.errors import BenchFailed
 from .memory_watch import MemoryWatch
-from ..comfy.png import PngError, check_png
-from ..comfy.workflows import (
-    DEFAULT_PROMPT, WorkflowFiles, check_workflow, default_steps, node_ids, render_workflow,
-    unet_loader_for, workflow_classes,
+from .report import (
+    BenchOptions,
+    BenchReport,
+    ImageResult,
+    MemoryPoint,
+    RunResult,
+    RunTimer,
+    RunTiming,
+    run_memory,
+    summarise,
+    to_point,
 )
 
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
@@ -68,9 +82,9 @@ def run_bench(node, cfg: NodeConfig, options: BenchOptions,
               on_event: BenchSink = lambda event: None) -> BenchReport:
     """Benchmark Flux text-to-image on ``node`` (ComfyUI must be running: ``provision up``)."""
     from ..install.catalog import load_catalog
+    from ..install.sizing import SizingOptions, choose_models
     from ..node.facts import gather
     from ..node.layout import node_paths
-    from ..install.sizing import SizingOptions, choose_models
     from ..node.state import read_state
 
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

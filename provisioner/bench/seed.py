@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .report import BenchReport, SeedComparison, SeedRow
 from ..core.units import gib
+from .report import BenchReport, SeedComparison, SeedRow
 
 _GGUF_Q4 = "GGUF Q4_K_S + T5 Q4_K_M"
 SEED_ROWS: tuple[SeedRow, ...] = (

@@ -104,8 +104,8 @@ def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json:
 
     def body() -> int:
         from .. import api
-        from . import views
         from ..core.errors import StepFailed
+        from . import views
 
         progress = views.StepProgress(_console(stderr=as_json), verbose=verbose)
         held = []
@@ -288,8 +288,8 @@ def down(node_yaml: str, wipe: str, keep_outputs_remote: bool, discard_outputs: 
 
     def body() -> int:
         from .. import api
-        from . import views
         from ..teardown.down import TeardownIncomplete
+        from . import views
 
         try:
             with views.TeardownProgress(_console(stderr=True)) as progress:
@@ -363,9 +363,9 @@ def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn:
         import signal
 
         from .. import api
-        from . import views
         from ..teardown.deadline import parse_warnings
         from ..teardown.down import TeardownIncomplete
+        from . import views
 
         deadline = _session_deadline(until, duration)
         try:
@@ -682,8 +682,8 @@ def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], run
 
     def body() -> int:
         from .. import api
-        from . import views
         from ..bench.report import BenchOptions
+        from . import views
 
         options = BenchOptions(model=model, steps=steps, runs=runs, seed=seed, prompt=prompt)
         with _fleet_progress(as_json) as progress:
@@ -725,8 +725,8 @@ def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str]
         import signal
 
         from .. import api
-        from . import views
         from ..teardown.deadline import parse_warnings
+        from . import views
 
         deadline = _session_deadline(until, duration)
         try:
@@ -805,9 +805,9 @@ def bench(node_yaml: str, model: Optional[str], steps: Optional[int], runs: int,
 
     def body() -> int:
         from .. import api
-        from . import views
         from ..bench.report import BenchOptions
         from ..core.errors import BenchFailed
+        from . import views
 
         options = BenchOptions(model=model, steps=steps, runs=runs, seed=seed, prompt=prompt,
                                compare=compare)

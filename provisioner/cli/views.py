@@ -119,8 +119,15 @@ class StepProgress:
 
     def __enter__(self) -> "StepProgress":
         if self.console.is_terminal:
-            from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn,
-                                       TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                       DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
@@ -684,8 +691,7 @@ class TeardownProgress:
         elif harvest.kind == "queued":
             # Files are queued as the node lists them: the bar's total grows.
             if self.console.is_terminal and self._progress is None:
-                from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                           TransferSpeedColumn)
+                from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
                 self._progress = Progress(TextColumn("  harvest"), BarColumn(), DownloadColumn(),
                                           TransferSpeedColumn(), console=self.console,

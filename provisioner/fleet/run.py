@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ..core.config import FleetConfig, NodeConfig
 from ..core.errors import HostKeyError, ProvisionError, UnknownHostKey, UsageError
-from ..node.hostkeys import ACCEPT_FLAG
 from ..core.redact import redact
+from ..node.hostkeys import ACCEPT_FLAG
 
 R = TypeVar("R")
 T = TypeVar("T")

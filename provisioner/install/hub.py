@@ -50,8 +50,8 @@ def resolve(specs: list[FileSpec], endpoint: str, token: Optional[str], token_en
 
 
 def _resolve_one(spec: FileSpec, endpoint: str, token: Optional[str], token_env: str) -> FileSpec:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub import errors as hf_errors
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(spec.repo, spec.file, revision=spec.revision, endpoint=endpoint)
     where = f"{spec.repo}/{spec.file}@{spec.revision}"

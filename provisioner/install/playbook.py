@@ -21,10 +21,10 @@ from pydantic import ValidationError
 
 from ..core.config import SAFE_LOADER, NodeConfig
 from ..core.errors import ConfigError
-from ..node.facts import NodeFacts
-from ..node.layout import choose_python, node_paths
 from ..core.rendering import environment
 from ..core.resources import data_file
+from ..node.facts import NodeFacts
+from ..node.layout import choose_python, node_paths
 from .steps import STEP_KINDS, Step
 
 BUILTIN = "comfyui-flux.yaml"

@@ -15,11 +15,11 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from .catalog import QUALITIES, Catalog, ModelFile, ModelName, Quality, SizingEstimates, format_of
 from ..core.config import HubFile, NodeConfig
 from ..core.errors import ConfigError, SizingError
-from ..node.facts.model import NodeFacts
 from ..core.units import GIB, format_bytes, gib
+from ..node.facts.model import NodeFacts
+from .catalog import QUALITIES, Catalog, ModelFile, ModelName, Quality, SizingEstimates, format_of
 
 Verdict = Literal["green", "yellow", "red"]
 QualityRequest = Literal["auto", "q4", "q5", "q6", "q8", "bf16"]

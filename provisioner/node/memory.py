@@ -10,7 +10,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from .facts.macos import parse_pressure_level, parse_swapusage, parse_vm_stat
-from ..install.steps.base import sections
+from .shell import sections
 
 Pressure = Literal["green", "yellow", "red"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
-from .remote import Result, sh
-from ..install.steps.base import q
+from .remote import Result
+from .shell import q, sh
 
 _PICK = (
     'for p in "$@"; do '

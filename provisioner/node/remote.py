@@ -77,11 +77,6 @@ class Node(Protocol):
     def close(self) -> None: ...
 
 
-def sh(script: str) -> str:
-    """Return a command that runs ``script`` with /bin/sh whatever the login shell is."""
-    return "/bin/sh -c " + shlex.quote(script)
-
-
 class SSHNode:
     """A node reached over one SSH connection (fabric + paramiko)."""
 
@@ -296,8 +291,8 @@ def connect(target: Target, *, accept_new_host_key: bool = False, timeout: float
     """
     import logging
 
-    from fabric import Connection  # lazy: only commands that reach a node pay for it
     import paramiko
+    from fabric import Connection  # lazy: only commands that reach a node pay for it
 
     # paramiko logs expected events (a refused channel while ComfyUI starts) as errors;
     # our own errors say what matters, so keep its log off the user's terminal.

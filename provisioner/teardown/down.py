@@ -23,16 +23,22 @@ from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from . import harvest as harvesting
-from .cleanup import (
-    SCAN_MAX_BYTES, Removal, Wipe, plan_removals, plist_problem, token_probe, workdir_problem,
-)
 from ..comfy.client import ComfyClient, ComfyUnavailable, QueueState, interrupt_all, read_queue
 from ..core.errors import ConfigError, ProvisionError
-from .harvest import HarvestEvent, HarvestFailure, PulledFile, Refused
-from ..node.programs import interpreters, run_program
-from ..install.steps.base import q, sections
 from ..core.units import format_bytes
+from ..node.programs import interpreters, run_program
+from ..node.shell import q, sections
+from . import harvest as harvesting
+from .cleanup import (
+    SCAN_MAX_BYTES,
+    Removal,
+    Wipe,
+    plan_removals,
+    plist_problem,
+    token_probe,
+    workdir_problem,
+)
+from .harvest import HarvestEvent, HarvestFailure, PulledFile, Refused
 
 INTERRUPT_WAIT = 30.0  # after --force, how long the queue may take to empty
 PORT_WAIT = 15.0  # how long the port may take to close after the service stopped

@@ -16,8 +16,8 @@ from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from .deadline import format_offset, pending_warnings
 from ..core.errors import ConnectError, ProvisionError
+from .deadline import format_offset, pending_warnings
 from .down import DownReport
 
 RETRY_FOR = 3600.0  # how long a teardown keeps trying to reach the node

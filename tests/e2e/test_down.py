@@ -13,10 +13,26 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import HF_TOKEN
-from tests.e2e.down_helpers import (MODELS, OLD_MTIME, OUTPUT, TOKEN_FILE, WORK, comfy_port, down,
-                                    files_containing, generate, home_listing, local_files,
-                                    node_files, node_yaml_for, place_downloaded_model,
-                                    place_model_stand_ins, place_token_file, up, write_outputs)
+from tests.e2e.down_helpers import (
+    MODELS,
+    OLD_MTIME,
+    OUTPUT,
+    TOKEN_FILE,
+    WORK,
+    comfy_port,
+    down,
+    files_containing,
+    generate,
+    home_listing,
+    local_files,
+    node_files,
+    node_yaml_for,
+    place_downloaded_model,
+    place_model_stand_ins,
+    place_token_file,
+    up,
+    write_outputs,
+)
 from tests.e2e.launch_helpers import listeners_of_node_user
 from tests.harness.cli import cli_env, run_cli
 

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.down_helpers import (OUTPUT, local_files, node_files, node_yaml_for, up,
-                                    write_outputs)
+from tests.e2e.down_helpers import OUTPUT, local_files, node_files, node_yaml_for, up, write_outputs
 from tests.e2e.launch_helpers import Held, listeners_of_node_user
 from tests.harness.cli import run_cli
 

@@ -8,14 +8,11 @@ engine runs the probes of many steps in one round trip), ``decide`` turns its ou
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict
 
 from ...node.layout import NodePaths
-
-q = shlex.quote
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,33 +63,3 @@ class Step(BaseModel):
     def apply(self, ctx: StepContext, change: Change) -> str:
         """Make ``change`` on the node; return a short detail for the recap."""
         raise NotImplementedError
-
-
-def sha256_of(path: str) -> str:
-    """Return a POSIX sh snippet printing the sha256 of ``path`` (Linux and macOS tools)."""
-    quoted = q(path)
-    return (f"{{ sha256sum {quoted} 2>/dev/null || shasum -a 256 {quoted} 2>/dev/null; }}"
-            " | cut -d' ' -f1")
-
-
-def mode_of(path: str) -> str:
-    """Return a POSIX sh snippet printing the octal permission bits of ``path``."""
-    quoted = q(path)
-    return f"{{ stat -c %a {quoted} 2>/dev/null || stat -f %Lp {quoted} 2>/dev/null; }}"
-
-
-def sections(output: str) -> dict[str, str]:
-    """Split probe output written as ``@@name`` marker lines into {name: text}."""
-    found: dict[str, str] = {}
-    current = None
-    lines: list[str] = []
-    for line in output.splitlines():
-        if line.startswith("@@") and " " not in line.strip():
-            if current is not None:
-                found[current] = "\n".join(lines).strip()
-            current, lines = line.strip()[2:], []
-        else:
-            lines.append(line)
-    if current is not None:
-        found[current] = "\n".join(lines).strip()
-    return found

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from ...node.remote import sh
-from .base import Change, Step, StepContext, q, sections
+from ...node.shell import q, sections, sh
+from .base import Change, Step, StepContext
 
 
 class CommandStep(Step):

@@ -16,9 +16,9 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from ...core.errors import DownloadError, StepFailed
-from ...node.remote import sh
 from ...core.units import format_bytes
-from .base import Change, Step, StepContext, q, sections
+from ...node.shell import q, sections, sh
+from .base import Change, Step, StepContext
 
 
 class FileSpec(BaseModel):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from ...core.errors import StepFailed
-from ...node.remote import sh
-from .base import Change, Step, StepContext, q, sections
+from ...node.shell import q, sections, sh
+from .base import Change, Step, StepContext
 
 
 def _is_local_path(repo: str) -> bool:

@@ -14,8 +14,8 @@ import posixpath
 from typing import Literal, Optional
 
 from ...core.errors import StepFailed
-from ...node.remote import sh
-from .base import Change, Step, StepContext, q, sections, sha256_of
+from ...node.shell import q, sections, sh, sha256_of
+from .base import Change, Step, StepContext
 
 # One interpreter start reads every expected version; absent distributions print None.
 _VERSIONS = ("import json, sys, importlib.metadata as m\n"

@@ -18,9 +18,9 @@ from typing import Literal, Optional
 from pydantic import field_validator
 
 from ...core.errors import CommandFailed, StepFailed
-from ...node.remote import sh
 from ...core.rendering import render_template
-from .base import Change, Step, StepContext, q, sections, sha256_of
+from ...node.shell import q, sections, sh, sha256_of
+from .base import Change, Step, StepContext
 from .wait_http import START_MARKER
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

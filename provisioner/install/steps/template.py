@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Literal, Optional
 
-from ...node.remote import sh
-from .base import Change, Step, StepContext, mode_of, q, sections, sha256_of
+from ...node.shell import mode_of, q, sections, sh, sha256_of
+from .base import Change, Step, StepContext
 
 
 class TemplateStep(Step):

@@ -6,8 +6,8 @@ import posixpath
 import re
 from typing import Literal, Optional
 
-from ...node.remote import sh
-from .base import Change, Step, StepContext, q, sections
+from ...node.shell import q, sections, sh
+from .base import Change, Step, StepContext
 
 _VERSION = re.compile(r"^version(?:_info)?\s*=\s*(\d+)\.(\d+)", re.MULTILINE)
 

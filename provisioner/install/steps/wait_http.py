@@ -13,7 +13,8 @@ from typing import Literal, Optional
 
 from ...comfy.client import ComfyClient, ComfyUnavailable
 from ...core.errors import StepFailed
-from .base import Change, Step, StepContext, q
+from ...node.shell import q
+from .base import Change, Step, StepContext
 
 START_MARKER = "provision: starting ComfyUI"
 

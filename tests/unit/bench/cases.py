@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
-from provisioner.bench.report import (BenchReport, ImageResult, MemoryPoint, RunResult, RunTimer,
-                                   run_memory, summarise)
+from provisioner.bench.report import (
+    BenchReport,
+    ImageResult,
+    MemoryPoint,
+    RunResult,
+    RunTimer,
+    run_memory,
+    summarise,
+)
 
 PROMPT = "p-1"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from provisioner.node.memory import parse_memory
 from provisioner.bench.memory_watch import SAMPLE_END, watch_script
+from provisioner.node.memory import parse_memory
 
 
 def test_the_loop_prints_parsable_samples_until_its_stdin_closes():

@@ -12,8 +12,14 @@ import threading
 
 import pytest
 
-from provisioner.comfy.websocket import (ComfyWebSocket, WebSocketClosed, WebSocketError, accept_key,
-                                  encode_frame, parse_frame)
+from provisioner.comfy.websocket import (
+    ComfyWebSocket,
+    WebSocketClosed,
+    WebSocketError,
+    accept_key,
+    encode_frame,
+    parse_frame,
+)
 
 
 def test_the_accept_key_is_rfc_6455s_example():

@@ -8,10 +8,16 @@ import copy
 
 import pytest
 
-from provisioner.install.catalog import QUALITIES, load_catalog
+from provisioner.comfy.workflows import (
+    WorkflowFiles,
+    check_workflow,
+    node_ids,
+    render_workflow,
+    validate_workflow,
+    workflow_classes,
+)
 from provisioner.core.errors import WorkflowError
-from provisioner.comfy.workflows import (WorkflowFiles, check_workflow, node_ids, render_workflow,
-                                   validate_workflow, workflow_classes)
+from provisioner.install.catalog import QUALITIES, load_catalog
 
 # -- object_info as ComfyUI serves it, from FACTS.md's table ------------------------------
 

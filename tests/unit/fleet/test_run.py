@@ -10,16 +10,26 @@ import threading
 import pytest
 
 from provisioner.core.config import FleetConfig, NodeConfig
-from provisioner.install.engine import run_steps
 from provisioner.core.errors import HostKeyError, ProvisionError, StepFailed, UnknownHostKey, UsageError
-from provisioner.node.facts import assumed_facts
-from provisioner.fleet.run import (DownloadGate, FleetReport, NodeEvent, NodeOutcome, failed_last_time,
-                               hold_tunnels, inventory_of, run_fleet, save_recap, unknown_keys_error)
-from provisioner.node.layout import node_paths
-from provisioner.node.remote import LocalNode
+from provisioner.core.units import GIB
+from provisioner.fleet.run import (
+    DownloadGate,
+    FleetReport,
+    NodeEvent,
+    NodeOutcome,
+    failed_last_time,
+    hold_tunnels,
+    inventory_of,
+    run_fleet,
+    save_recap,
+    unknown_keys_error,
+)
+from provisioner.install.engine import run_steps
 from provisioner.install.steps import StepContext
 from provisioner.install.steps.command import CommandStep
-from provisioner.core.units import GIB
+from provisioner.node.facts import assumed_facts
+from provisioner.node.layout import node_paths
+from provisioner.node.remote import LocalNode
 
 
 class Peak:

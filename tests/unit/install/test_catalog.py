@@ -8,11 +8,15 @@ from typing import get_args
 import pytest
 import yaml
 
-from provisioner.install.catalog import (
-    MODEL_NAMES, QUALITIES, ModelFile, default_catalog_path, load_catalog,
-)
 from provisioner.core.config import NodeConfig
 from provisioner.core.errors import ConfigError
+from provisioner.install.catalog import (
+    MODEL_NAMES,
+    QUALITIES,
+    ModelFile,
+    default_catalog_path,
+    load_catalog,
+)
 
 CATALOG = load_catalog()
 

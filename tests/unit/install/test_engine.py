@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.install.engine import probe_script, run_steps, split_probe_output
-from provisioner.core.errors import StepFailed
-from provisioner.node.layout import node_paths
 from provisioner.core.config import NodeConfig
-from provisioner.node.facts import assumed_facts
-from provisioner.node.remote import LocalNode
+from provisioner.core.errors import StepFailed
+from provisioner.core.units import GIB
+from provisioner.install.engine import probe_script, run_steps, split_probe_output
 from provisioner.install.steps import StepContext
 from provisioner.install.steps.command import CommandStep
-from provisioner.core.units import GIB
+from provisioner.node.facts import assumed_facts
+from provisioner.node.layout import node_paths
+from provisioner.node.remote import LocalNode
 
 
 def context(node) -> StepContext:

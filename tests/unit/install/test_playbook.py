@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.install.catalog import load_catalog
 from provisioner.core.config import NodeConfig
 from provisioner.core.errors import ConfigError
-from provisioner.node.facts import assumed_facts
+from provisioner.core.units import GIB
+from provisioner.install.catalog import load_catalog
 from provisioner.install.engine import probe_script
 from provisioner.install.playbook import load_steps, pip_options
-from provisioner.node.remote import LocalNode
 from provisioner.install.sizing import SizingOptions, choose_models
-from provisioner.core.units import GIB
+from provisioner.node.facts import assumed_facts
+from provisioner.node.remote import LocalNode
+
 
 def steps_for(cfg: NodeConfig, memory_gb: int = 64, **context):
     facts = assumed_facts(memory_gb * GIB, "macos")

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from provisioner.install.catalog import load_catalog
 from provisioner.core.config import HubFile, NodeConfig
 from provisioner.core.errors import ConfigError, SizingError
-from provisioner.node.facts.model import Gpu, NodeFacts
+from provisioner.install.catalog import load_catalog
 from provisioner.install.sizing import ModelPlan, SizingOptions, choose_models, gpu_budget
+from provisioner.node.facts.model import Gpu, NodeFacts
 
 CATALOG = load_catalog()
 GIB = 1024**3

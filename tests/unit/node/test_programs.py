@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.node.programs import render_program
 from provisioner.teardown.cleanup import token_probe
 from provisioner.teardown.harvest import HarvestRoot, inventory_spec, parse_inventory
-from provisioner.node.programs import render_program
 
 TOKEN = "hf_unitTestTokenNeverSent0123456789abc"
 

@@ -6,8 +6,14 @@ import datetime
 
 import pytest
 
-from provisioner.teardown.deadline import (format_offset, format_remaining, parse_duration, parse_until,
-                                  parse_warnings, pending_warnings)
+from provisioner.teardown.deadline import (
+    format_offset,
+    format_remaining,
+    parse_duration,
+    parse_until,
+    parse_warnings,
+    pending_warnings,
+)
 
 td = datetime.timedelta
 

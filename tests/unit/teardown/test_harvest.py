@@ -8,11 +8,23 @@ import os
 
 import pytest
 
-from provisioner.teardown.harvest import (HarvestError, HarvestRoot, LocalFile, ManifestEntry, RemoteFile,
-                                 alt_name, harvest_roots, inventory_spec, local_view,
-                                 parse_inventory, plan_harvest, read_manifest, unsafe_reason,
-                                 write_manifest)
 from provisioner.node.layout import NodePaths
+from provisioner.teardown.harvest import (
+    HarvestError,
+    HarvestRoot,
+    LocalFile,
+    ManifestEntry,
+    RemoteFile,
+    alt_name,
+    harvest_roots,
+    inventory_spec,
+    local_view,
+    parse_inventory,
+    plan_harvest,
+    read_manifest,
+    unsafe_reason,
+    write_manifest,
+)
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

@@ -13,16 +13,15 @@ server), same HTTP/WebSocket API shapes; no models are run. Behaviour switches
                                   background session lacks Metal runs on the CPU, no crash)
 """
 
-import comfy.options  # noqa: F401  (kept for the upstream import order)
-
-from comfy.cli_args import args
-
 import itertools
 import logging
 import os
 import sys
 import threading
 import time
+
+import comfy.options  # noqa: F401  (kept for the upstream import order)
+from comfy.cli_args import args
 
 
 def setup_logger(level, use_stdout):
@@ -70,29 +69,28 @@ if os.environ.get("FAKE_COMFYUI_CRASH") == "1":
 logging.info("Checkpoint files will always be loaded safely.")
 
 # Upstream imports torch (and torchvision) here; a missing or mismatched torch fails the same way.
-import torch  # noqa: E402,F401
-import torchvision  # noqa: E402,F401
 import comfy.model_management  # noqa: E402
 import comfy.ops  # noqa: E402,F401
+import comfyui_version  # noqa: E402
 
 # What the stand-in requirements.txt installs, imported like upstream's modules import them:
 # a skipped `pip install -r requirements.txt` is an ImportError here, as with the real thing.
 import einops  # noqa: E402,F401
+import execution  # noqa: E402
 import kornia  # noqa: E402,F401
+import nodes  # noqa: E402
 import numpy  # noqa: E402,F401
 import safetensors  # noqa: E402,F401
 import sentencepiece  # noqa: E402,F401
+import server  # noqa: E402
 import spandrel  # noqa: E402,F401
 import tokenizers  # noqa: E402,F401
+import torch  # noqa: E402,F401
 import torchaudio  # noqa: E402,F401
 import torchsde  # noqa: E402,F401
+import torchvision  # noqa: E402,F401
 import tqdm  # noqa: E402,F401
 import transformers  # noqa: E402,F401
-
-import comfyui_version  # noqa: E402
-import execution  # noqa: E402
-import nodes  # noqa: E402
-import server  # noqa: E402
 
 logging.info("Python version: {}".format(sys.version))
 logging.info("ComfyUI version: {}".format(comfyui_version.__version__))

@@ -4,10 +4,9 @@ ComfyUI-GGUF (795e451), and loaders that only check the file (tests only).
 
 import logging
 
-import gguf  # noqa: F401  (upstream's loader imports it: no gguf, no nodes)
-
 import comfy.utils
 import folder_paths
+import gguf  # noqa: F401  (upstream's loader imports it: no gguf, no nodes)
 import nodes
 
 

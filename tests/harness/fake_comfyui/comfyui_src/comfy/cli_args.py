@@ -7,7 +7,6 @@ Flags that the stand-in acts on: --listen, --port, --cpu, --output-directory,
 
 import argparse
 
-
 parser = argparse.ArgumentParser()
 
 parser.add_argument("--listen", type=str, default="127.0.0.1", metavar="IP", nargs="?", const="0.0.0.0,::",
