@@ -32,6 +32,10 @@ METAL_SMALL_MACHINE_FRACTION = Fraction(2, 3)
 METAL_LARGE_MACHINE_FRACTION = Fraction(3, 4)
 # sysctl iogpu.wired_limit_mb counts in MiB.
 WIRED_LIMIT_UNIT_BYTES = 1024**2
+# The unified-memory sizes Apple Silicon Macs are sold with (M1 to M4 generations, in GiB:
+# a "16 GB" Mac reports 16 GiB in hw.memsize). A refusal names the smallest one that fits,
+# since nobody can rent a 15.44 GB Mac.
+MAC_MEMORY_TIERS_GIB = (8, 16, 18, 24, 32, 36, 48, 64, 96, 128, 192, 256, 512)
 # Linux without an NVIDIA GPU runs ComfyUI on the CPU; budget it like a large Mac.
 CPU_RAM_FRACTION = Fraction(3, 4)
 
@@ -366,13 +370,25 @@ def _memory_text(n_bytes: int) -> str:
     return f"{value:.0f} GiB" if abs(value - round(value)) < 0.05 else f"{value:.1f} GiB"
 
 
+def smallest_mac_tier(weights: int) -> int | None:
+    """Return the smallest memory size (GB) Macs are sold with whose default Metal working
+    set holds ``weights`` bytes, or None when even the largest does not."""
+    for tier in MAC_MEMORY_TIERS_GIB:
+        memory = tier * GIB
+        if memory * _metal_fraction(memory) >= weights:
+            return tier
+    return None
+
+
 def _more_memory_hint(facts: NodeFacts, weights: int) -> str:
     if facts.platform == "macos":
         needed = weights / METAL_SMALL_MACHINE_FRACTION
         if needed > METAL_SMALL_MACHINE_MAX_BYTES:
             needed = weights / METAL_LARGE_MACHINE_FRACTION
-        return (f"use a Mac with at least {format_bytes(needed)} of memory, so that the "
-                "smallest plan's weights fit Metal's default working set")
+        tier = smallest_mac_tier(weights)
+        size = f"a {tier} GB Mac or larger, " if tier else ""
+        return (f"use a Mac with at least {format_bytes(needed)} of memory ({size}so that the "
+                "smallest plan's weights fit Metal's default working set)")
     if facts.gpus:
         return f"use a GPU with at least {format_bytes(weights)} of memory"
     return f"use a node with at least {format_bytes(weights / CPU_RAM_FRACTION)} of RAM"

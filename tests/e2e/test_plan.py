@@ -166,3 +166,4 @@ def test_eight_gb_is_refused_with_the_numbers(laptop_home, tmp_path):
     result = run_cli("plan", node_yaml, "--memory", "8GB", home=laptop_home)
     assert result.returncode == 1
     assert "need" in result.stderr and "GB" in result.stderr
+    assert "at least 15.44 GB of memory (a 16 GB Mac or larger" in result.stderr

@@ -103,7 +103,7 @@ def test_8gb_is_refused_with_the_numbers(model, weights, memory_needed):
     message = str(caught.value)
     assert f"need {weights} of GPU memory for the smallest plan (q4)" in message
     assert "this node has 5.73 GB budget (8.59 GB memory" in message
-    assert f"at least {memory_needed} of memory" in caught.value.hint
+    assert f"at least {memory_needed} of memory (a 16 GB Mac or larger" in caught.value.hint
 
 
 @pytest.mark.parametrize("asked", ["q4", "q5", "q6", "q8", "bf16"])
@@ -348,3 +348,18 @@ def test_options_from_config():
     assert (options.model, options.quality) == ("schnell", "q6")
     assert options.loras == (cfg.loras[0],) and options.controlnet == cfg.controlnet
     assert SizingOptions.from_config(NodeConfig(host="h")) == SizingOptions()
+
+
+@pytest.mark.parametrize("weights, tier", [
+    (10_290_000_000, 16),   # the smallest dev plan: 16 GiB x 2/3 = 11.45 GB holds it
+    (11_500_000_000, 18),   # just over what 16 GiB gives Metal
+    (17_000_000_000, 24),
+    (25_000_000_000, 36),   # 36 GiB x 2/3 = 25.77 GB
+    (26_000_000_000, 48),   # above 36 GiB the working set is 3/4
+    (400_000_000_000, 512),
+    (500_000_000_000, None),
+])
+def test_the_smallest_mac_that_holds_the_weights_is_a_size_macs_are_sold_with(weights, tier):
+    from provisioner.install.sizing import smallest_mac_tier
+
+    assert smallest_mac_tier(weights) == tier
