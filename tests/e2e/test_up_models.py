@@ -404,8 +404,11 @@ def test_a_rerun_after_the_download_filled_the_disk_is_still_a_no_op(node_factor
 
 
 class NodeWatcher(threading.Thread):
-    """Sample the node while `up` runs: `ps -eo args` over SSH, the token file's mode, and
-    (as root, on this machine) the environment of the node user's processes."""
+    """Sample the node while `up` runs: the node user's command lines over SSH, the token
+    file's mode, and (as root, on this machine) the environment of that user's processes.
+
+    Only the node user's processes: other tests on this machine plant the token on purpose
+    (``down`` must find and remove it) under their own node users."""
 
     def __init__(self, node):
         super().__init__(daemon=True)
@@ -418,7 +421,8 @@ class NodeWatcher(threading.Thread):
         self.samples_with_fetcher = 0
 
     def run(self):
-        script = (f"ps -eo args; echo @@mode; stat -c %a {TOKEN_FILE} 2>/dev/null; true")
+        script = (f"ps -u \"$(id -u)\" -o args; echo @@mode; "
+                  f"stat -c %a {TOKEN_FILE} 2>/dev/null; true")
         while not self.stop_event.is_set():
             try:
                 out = self.node.ssh(script, check=False, timeout=30).stdout
