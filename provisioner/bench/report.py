@@ -342,11 +342,7 @@ def run_memory(points: list[MemoryPoint], start: float, end: float) -> Optional[
 
 
 def _highest(levels: list[Pressure]) -> Optional[Pressure]:
-    best: Optional[Pressure] = None
-    for level in levels:
-        if best is None or PRESSURE_RANK[level] > PRESSURE_RANK[best]:
-            best = level
-    return best
+    return max(levels, key=PRESSURE_RANK.__getitem__, default=None)
 
 
 def summarise(runs: list[RunResult]) -> BenchSummary:

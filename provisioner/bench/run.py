@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal, Optional
 from urllib.parse import quote, urlencode
 
 from ..comfy.client import ComfyClient, ComfyUnavailable
-from ..comfy.png import PngError, check_png
+from ..comfy.image import PngError, check_png
 from ..comfy.websocket import ComfyWebSocket, WebSocketError
 from ..comfy.workflows import (
     DEFAULT_PROMPT,
@@ -379,7 +379,7 @@ class _Session:
             check = check_png(data)
         except PngError as error:
             return (ImageResult(filename=filename, subfolder=subfolder, local_path=local),
-                    (f"{shown} is not a readable PNG: {error}", LOGS_HINT))
+                    (f"{shown} cannot be checked: it is {error}", LOGS_HINT))
         result = ImageResult(filename=filename, subfolder=subfolder, local_path=local,
                              width=check.width, height=check.height, black=check.black)
         if check.black:

@@ -1,26 +1,27 @@
-"""A minimal RFC 6455 WebSocket client for ComfyUI's ``/ws?clientId=...`` (stdlib only).
+"""ComfyUI's ``/ws?clientId=...`` WebSocket, followed through the run's SSH connection.
 
-It runs over any connected stream with ``sendall``/``recv``/``settimeout``: on a node that is
-a direct-tcpip channel of the run's one SSH connection (``node.open_tcp(port)``), so, as with
-``ComfyClient``, nothing listens on the laptop. Text messages are JSON; binary ones (latent
-previews) are skipped; pings are answered; fragmented messages are reassembled.
+The protocol is websocket-client's; this module hands it the stream to speak over. On a
+node that is ``node.open_tcp(port)``, a direct-tcpip channel of the run's one SSH connection
+to the node's 127.0.0.1 (as for ``ComfyClient``), so nothing listens on the laptop. A
+paramiko Channel has the calls websocket-client makes on a socket it is given (``send``,
+``recv``, ``settimeout``/``gettimeout``, ``shutdown``, ``close``) but not the ``_closed``
+flag its ``shutdown()`` reads, so this module closes the stream itself.
+
+Text messages are JSON; binary ones (latent previews) are skipped; the library answers
+pings and reassembles fragmented messages.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import os
-import socket
 import struct
 import time
 from typing import Any, Optional
 from urllib.parse import quote
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_MESSAGE = 64 * 1024 * 1024
+import websocket
+
+CLOSE_TIMEOUT = 2.0  # seconds to wait for the server's answer to our close frame
 
 
 class WebSocketError(Exception):
@@ -31,76 +32,12 @@ class WebSocketClosed(WebSocketError):
     """The server closed the WebSocket (or the stream under it ended)."""
 
 
-def accept_key(key: str) -> str:
-    """Return the ``Sec-WebSocket-Accept`` value a server must answer to ``key``."""
-    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
-
-
-def encode_frame(opcode: int, payload: bytes, mask: Optional[bytes] = None) -> bytes:
-    """Return one final frame; a client must pass a 4-byte ``mask``."""
-    head = bytearray([0x80 | opcode])
-    flag = 0x80 if mask is not None else 0
-    length = len(payload)
-    if length < 126:
-        head.append(flag | length)
-    elif length < 65536:
-        head.append(flag | 126)
-        head += struct.pack(">H", length)
-    else:
-        head.append(flag | 127)
-        head += struct.pack(">Q", length)
-    if mask is None:
-        return bytes(head) + payload
-    return bytes(head) + mask + _xor(payload, mask)
-
-
-def parse_frame(buffer: bytes | bytearray) -> Optional[tuple[bool, int, bytes, int]]:
-    """Return (fin, opcode, payload, bytes used) of the first complete frame, or None."""
-    if len(buffer) < 2:
-        return None
-    first, second = buffer[0], buffer[1]
-    length = second & 0x7F
-    offset = 2
-    if length == 126:
-        if len(buffer) < 4:
-            return None
-        length = struct.unpack(">H", buffer[2:4])[0]
-        offset = 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return None
-        length = struct.unpack(">Q", buffer[2:10])[0]
-        offset = 10
-    if length > MAX_MESSAGE:
-        raise WebSocketError(f"frame of {length} bytes is too large")
-    mask = None
-    if second & 0x80:
-        if len(buffer) < offset + 4:
-            return None
-        mask = buffer[offset:offset + 4]
-        offset += 4
-    if len(buffer) < offset + length:
-        return None
-    payload = bytes(buffer[offset:offset + length])
-    if mask is not None:
-        payload = _xor(payload, mask)
-    return bool(first & 0x80), first & 0x0F, payload, offset + length
-
-
-def _xor(data: bytes, mask: bytes | bytearray) -> bytes:
-    if not data:
-        return b""
-    repeated = (mask * (len(data) // 4 + 1))[:len(data)]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(data), "big")
-
-
 class ComfyWebSocket:
     """ComfyUI's WebSocket on a connected stream; ``receive`` returns one JSON message."""
 
-    def __init__(self, stream, buffered: bytes = b"") -> None:
+    def __init__(self, ws: websocket.WebSocket, stream) -> None:
+        self._ws = ws
         self._stream = stream
-        self._buffer = bytearray(buffered)
-        self._fragments: Optional[tuple[int, bytearray]] = None
         self.closed = False
 
     @classmethod
@@ -110,121 +47,77 @@ class ComfyWebSocket:
             stream = node.open_tcp(port, timeout=timeout)
         except Exception as error:  # paramiko ChannelException, socket errors
             raise WebSocketError(f"nothing answers on 127.0.0.1:{port} ({error})") from None
+        url = f"ws://127.0.0.1:{port}/ws?clientId={quote(client_id)}"
         try:
-            return cls.handshake(stream, f"127.0.0.1:{port}", f"/ws?clientId={quote(client_id)}",
-                                 timeout)
+            return cls.open(stream, url, timeout)
         except BaseException:
             stream.close()
             raise
 
     @classmethod
-    def handshake(cls, stream, host: str, path: str, timeout: float) -> "ComfyWebSocket":
-        """Send the upgrade request on ``stream``; check the 101 answer and its accept key."""
-        key = base64.b64encode(os.urandom(16)).decode("ascii")
-        request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n")
+    def open(cls, stream, url: str, timeout: float) -> "ComfyWebSocket":
+        """Do the opening handshake for ``url`` on ``stream`` (a connected socket or channel)."""
         stream.settimeout(timeout)
-        stream.sendall(request.encode("ascii"))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            try:
-                chunk = stream.recv(4096)
-            except (socket.timeout, TimeoutError):
-                raise WebSocketError(f"no WebSocket answer from {host}{path} within {timeout:.0f} s") from None
-            if not chunk:
-                raise WebSocketError(f"{host}{path} closed the connection during the handshake")
-            data += chunk
-            if len(data) > 65536:
-                raise WebSocketError(f"{host}{path}: oversized handshake answer")
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = lines[0].split(" ", 2)
-        if len(status) < 2 or status[1] != "101":
-            raise WebSocketError(f"{host}{path} refused the WebSocket upgrade: {lines[0]}")
-        headers = {name.strip().lower(): value.strip()
-                   for name, _, value in (line.partition(":") for line in lines[1:])}
-        if headers.get("sec-websocket-accept") != accept_key(key):
-            raise WebSocketError(f"{host}{path} answered a wrong Sec-WebSocket-Accept")
-        return cls(stream, rest)
+        # No socket options: with a stream given the library sets none (a Channel has no
+        # setsockopt). No Origin header, as before: ComfyUI checks it against Host if present.
+        ws = websocket.WebSocket(skip_utf8_validation=True)  # receive() skips non-UTF-8 text
+        try:
+            ws.connect(url, socket=stream, timeout=timeout, suppress_origin=True)
+        except websocket.WebSocketBadStatusException as error:
+            raise WebSocketError(f"{url} refused the WebSocket upgrade: HTTP {error.status_code} "
+                                 f"{error.status_message or ''}".rstrip()) from None
+        except websocket.WebSocketTimeoutException:
+            raise WebSocketError(f"no WebSocket answer from {url} within {timeout:g} s") from None
+        except websocket.WebSocketConnectionClosedException:
+            raise WebSocketError(f"{url} closed the connection during the handshake") from None
+        except (websocket.WebSocketException, OSError, ValueError) as error:
+            raise WebSocketError(f"{url}: the WebSocket handshake failed: {error}") from None
+        return cls(ws, stream)
 
     def receive(self, timeout: float) -> Optional[dict[str, Any]]:
         """Return the next JSON text message, or None when none arrives within ``timeout`` s.
 
-        Raises ``WebSocketClosed`` when the server closes the socket or the stream ends.
+        Raises ``WebSocketClosed`` when the server closes the socket or the stream ends. A
+        frame cut by the timeout is kept and completed by the next call.
         """
         deadline = time.monotonic() + timeout
         while True:
-            message = self._next_message()
-            if message is not None:
-                return message
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._stream.settimeout(remaining)
+            self._ws.settimeout(remaining)
             try:
-                chunk = self._stream.recv(65536)
-            except (socket.timeout, TimeoutError):
+                opcode, data = self._ws.recv_data()
+            except websocket.WebSocketTimeoutException:
                 return None
+            except websocket.WebSocketConnectionClosedException:
+                self.closed = True
+                raise WebSocketClosed("the server ended the WebSocket stream") from None
             except OSError as error:
                 self.closed = True
                 raise WebSocketClosed(f"the WebSocket stream failed: {error}") from None
-            if not chunk:
-                self.closed = True
-                raise WebSocketClosed("the server ended the WebSocket stream")
-            self._buffer += chunk
-
-    def _next_message(self) -> Optional[dict[str, Any]]:
-        """Consume buffered frames; return the first complete JSON text message."""
-        while True:
-            frame = parse_frame(self._buffer)
-            if frame is None:
-                return None
-            fin, opcode, payload, used = frame
-            del self._buffer[:used]
-            if opcode == OP_PING:
-                self._send(OP_PONG, payload)
-                continue
-            if opcode == OP_PONG:
-                continue
-            if opcode == OP_CLOSE:
-                self.closed = True
-                self._send(OP_CLOSE, payload[:2])
-                code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+            except websocket.WebSocketException as error:
+                raise WebSocketError(f"ComfyUI's WebSocket broke the protocol: {error}") from None
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self.closed = True  # the library has answered with its own close frame
+                code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None
                 raise WebSocketClosed(f"the server closed the WebSocket (code {code})")
-            if opcode == OP_CONTINUATION:
-                if self._fragments is None:
-                    raise WebSocketError("continuation frame without a first fragment")
-                self._fragments[1].extend(payload)
-                if not fin:
-                    continue
-                opcode, whole = self._fragments[0], bytes(self._fragments[1])
-                self._fragments = None
-            elif not fin:
-                self._fragments = (opcode, bytearray(payload))
-                continue
-            else:
-                whole = payload
-            if opcode != OP_TEXT:
+            if opcode != websocket.ABNF.OPCODE_TEXT:
                 continue  # binary: latent previews, not needed here
             try:
-                message = json.loads(whole.decode("utf-8"))
-            except ValueError:
+                message = json.loads(data.decode("utf-8"))
+            except ValueError:  # not UTF-8, or not JSON
                 continue
             if isinstance(message, dict):
                 return message
 
-    def _send(self, opcode: int, payload: bytes) -> None:
-        try:
-            self._stream.sendall(encode_frame(opcode, payload, os.urandom(4)))
-        except OSError:
-            self.closed = True
-
     def close(self) -> None:
-        """Say goodbye (close frame 1000) and close the stream."""
-        if not self.closed:
-            self._send(OP_CLOSE, struct.pack(">H", 1000))
-            self.closed = True
+        """Say goodbye (close frame 1000, unless the server already closed) and close the stream."""
+        try:
+            self._ws.close(timeout=CLOSE_TIMEOUT)  # a no-op once either side has closed
+        except (websocket.WebSocketException, OSError, ValueError):
+            pass
+        self.closed = True
         try:
             self._stream.close()
         except OSError:
