@@ -140,7 +140,7 @@ def skip_figures(node, base, home, hub, item, runs):
     from provisioner.core.config import load_node
     from provisioner.install.engine import probe_steps
     from provisioner.install.steps.download import DownloadStep, FileSpec
-    from provisioner.node.remote import connect, target_of
+    from provisioner.node.connect import connect, target_of
 
     cfg = load_node(str(node.write_node_yaml(base / "node.yaml")))
     spec = FileSpec(role="unet", repo=item["repo"], file=item["file"], revision=item["revision"],

@@ -24,10 +24,12 @@ from pathlib import Path
 
 from common import loopback_node, summary
 
+from provisioner.node.connect import Target, connect
 from provisioner.node.programs import interpreters
-from provisioner.node.remote import Target, connect
 from provisioner.teardown import harvest
-from provisioner.teardown.down import DownOptions, list_and_harvest
+from provisioner.teardown.inventory import HarvestRoot, inventory_spec
+from provisioner.teardown.options import DownOptions
+from provisioner.teardown.outputs import list_and_harvest
 
 
 def scp_argv(node, source: str, dest: Path) -> list[str]:
@@ -41,7 +43,7 @@ def tool_harvest(target: Target, roots, dest: Path):
     """What `down` does for its harvest: one listing round trip, files pulled as they come."""
     node = connect(target)
     try:
-        _, report, _ = list_and_harvest(node, harvest.inventory_spec(roots), roots,
+        _, report, _ = list_and_harvest(node, inventory_spec(roots), roots,
                                         interpreters("/usr/bin/python3"), dest, "bench",
                                         DownOptions(), lambda event: None)
     finally:
@@ -63,7 +65,7 @@ def main() -> None:
         node.ssh(f"mkdir -p {folder}/batch && cd {folder}/batch && for i in $(seq 1 {args.files}); "
                  f"do head -c {size} /dev/urandom > img_$i.png; done", timeout=600)
         remote_home = node.ssh("echo $HOME").stdout.strip()
-        roots = [harvest.HarvestRoot(label="output", path=f"{remote_home}/{folder}")]
+        roots = [HarvestRoot(label="output", path=f"{remote_home}/{folder}")]
         target = Target("127.0.0.1", node.port, node.user, str(node.client_key),
                         node.host_key_fingerprint, "bench")
         scp_times, tool_times = [], []

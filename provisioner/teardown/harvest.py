@@ -1,35 +1,27 @@
 """Harvest: copy what ComfyUI made on the node to the laptop, verified, before anything goes.
 
-One round trip lists the files (ComfyUI's ``output/``, the workflows under ``user/``, the
-ComfyUI log) with size, mtime and sha256 computed on the node (templates/node_inventory.py).
-``plan_harvest`` (pure) compares that with what the laptop already holds; the files to pull
-come over SFTP on the run's one SSH connection, several at once, each into a hidden
-``.<name>.part`` that a re-run resumes, hashed on the way and renamed into place only when
-its sha256 equals the node's. ``manifest.json`` records every file (file, bytes, sha256,
-pulled_at). A local file is never overwritten by different bytes: a different file of the
-same name lands beside it as ``name.<sha8>.ext``.
+The node lists its files with their sha256 (``inventory.py``); ``plan_harvest`` (pure,
+``harvest_plan.py``) compares each with what the laptop already holds (``manifest.py``).
+Here the files to pull come over SFTP on the run's one SSH connection, several at once,
+each into a hidden ``.<name>.part`` that a re-run resumes, hashed on the way and renamed
+into place only when its sha256 equals the node's; ``manifest.json`` then records it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 import hashlib
-import json
 import os
-import posixpath
 import threading
 import time
 from pathlib import Path
-from typing import AbstractSet, Callable, Literal, Optional, Sequence
+from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from ..core.errors import ProvisionError
+from .harvest_plan import MANIFEST, HarvestItem, HarvestPlan, Refused, RemoteFile, plan_file
+from .manifest import CHUNK, ManifestEntry, local_view, now_iso, read_manifest, write_manifest
 
-MANIFEST = "manifest.json"
-# ComfyUI's own placeholder in output/ (a file of its git checkout, not a user's output).
-EXCLUDED_NAMES = ("_output_images_will_be_put_here",)
 WORKERS = 4  # SFTP sessions in parallel on the one connection
 # Pipelined SFTP reads of 255 KiB (OpenSSH's sftp-server serves up to 256 KiB - 1 KiB; a
 # server that serves less just answers short reads), in channel packets that fit one reply.
@@ -37,281 +29,10 @@ READ_REQUEST = 255 * 1024
 MAX_PACKET = 256 * 1024 + 1024
 WINDOW = 16 * 1024 * 1024
 PREFETCH_REQUESTS = 64  # reads in flight per file: ~16 MB, whatever the file's size
-CHUNK = 1 << 20
-
-
-class HarvestError(ProvisionError):
-    """The node's file listing could not be read."""
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-# ---------------------------------------------------------------------------- pure
-
-
-class HarvestRoot(_Frozen):
-    """One place on the node whose files are harvested, and where they go locally."""
-
-    label: str  # the local folder: output, user, logs
-    path: str  # absolute, on the node
-    kind: Literal["tree", "file"] = "tree"
-    only_under: Optional[str] = None  # keep only files below a folder of this name
-    removable: bool = False  # user content: removed from the node once verified locally
-
-
-class RemoteFile(_Frozen):
-    """A file on the node, as the inventory saw it."""
-
-    label: str
-    path: str  # relative to its root, '/'-separated
-    remote: str  # absolute path on the node
-    bytes: int
-    mtime_ns: int
-    sha256: str
-
-    @property
-    def rel(self) -> str:
-        """Its path under the local harvest folder."""
-        return f"{self.label}/{self.path}"
-
-
-class LocalFile(_Frozen):
-    """What the laptop holds at one path of the harvest folder."""
-
-    bytes: int
-    sha256: str
-
-
-class HarvestItem(_Frozen):
-    source: RemoteFile
-    dest: str  # relative to the harvest folder
-    action: Literal["pull", "skip"]
-    reason: str
-
-
-class Refused(_Frozen):
-    file: str
-    reason: str
-
-
-class HarvestPlan(_Frozen):
-    items: list[HarvestItem] = []
-    refused: list[Refused] = []
-
-    @property
-    def to_pull(self) -> list[HarvestItem]:
-        return [item for item in self.items if item.action == "pull"]
-
-    @property
-    def to_skip(self) -> list[HarvestItem]:
-        return [item for item in self.items if item.action == "skip"]
-
-    @property
-    def bytes_to_pull(self) -> int:
-        return sum(item.source.bytes for item in self.to_pull)
-
-
-def harvest_roots(paths) -> list[HarvestRoot]:
-    """Return what a harvest takes from a node laid out as ``paths`` (a ``NodePaths``)."""
-    return [
-        HarvestRoot(label="output", path=paths.output, removable=True),
-        HarvestRoot(label="user", path=paths.user_dir, only_under="workflows", removable=True),
-        HarvestRoot(label="logs", path=paths.comfyui_log, kind="file"),
-    ]
-
-
-def alt_name(rel: str, sha256: str) -> str:
-    """Return where a different file of the same name goes: ``a/b.png`` -> ``a/b.<sha8>.png``."""
-    folder, name = posixpath.split(rel)
-    stem, dot, ext = name.rpartition(".")
-    renamed = f"{stem}.{sha256[:8]}.{ext}" if dot and stem else f"{name}.{sha256[:8]}"
-    return posixpath.join(folder, renamed)
-
-
-def unsafe_reason(rel: str) -> Optional[str]:
-    """Say why a path must not be written under the harvest folder, or None."""
-    if not rel or rel.startswith("/") or "\0" in rel or "\\" in rel:
-        return "not a plain relative path"
-    parts = rel.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        return "has an empty, '.' or '..' component"
-    if parts[-1] == MANIFEST and len(parts) == 1:
-        return "would overwrite the manifest"
-    if parts[-1].startswith(".") and parts[-1].endswith(".part"):
-        return "looks like a partial download of provision's own"
-    return None
-
-
-def plan_file(source: RemoteFile, local: dict[str, LocalFile],
-              taken: AbstractSet[str] = frozenset()) -> HarvestItem | Refused:
-    """Decide whether to pull one node file and where, given what is already local.
-
-    ``local`` maps paths under the harvest folder to what is there; ``taken`` holds the
-    destinations already given to other files of this harvest. A file whose identical copy
-    exists (at its name, or at its ``alt_name``) is skipped; a free name is pulled to; a
-    name holding different bytes sends the file to its ``alt_name``.
-    """
-    rel = source.rel
-    why = unsafe_reason(rel)
-    if why:
-        return Refused(file=rel, reason=why)
-    here = local.get(rel)
-    if here is not None and here.sha256 == source.sha256 and here.bytes == source.bytes:
-        return HarvestItem(source=source, dest=rel, action="skip", reason="already pulled")
-    if here is None and rel not in taken:
-        return HarvestItem(source=source, dest=rel, action="pull", reason="new")
-    alt = alt_name(rel, source.sha256)
-    there = local.get(alt)
-    if there is not None and there.sha256 == source.sha256 and there.bytes == source.bytes:
-        return HarvestItem(source=source, dest=alt, action="skip", reason="already pulled")
-    if there is not None or alt in taken:
-        return Refused(file=rel, reason=f"both {rel} and {alt} hold other files locally")
-    return HarvestItem(source=source, dest=alt, action="pull",
-                       reason=f"{rel} holds a different file locally")
-
-
-def plan_harvest(remote_files: list[RemoteFile], local: dict[str, LocalFile]) -> HarvestPlan:
-    """Plan every node file (``plan_file``), in path order."""
-    items: list[HarvestItem] = []
-    refused: list[Refused] = []
-    taken: set[str] = set()
-    for source in sorted(remote_files, key=lambda f: f.rel):
-        decision = plan_file(source, local, taken)
-        if isinstance(decision, Refused):
-            refused.append(decision)
-        else:
-            taken.add(decision.dest)
-            items.append(decision)
-    return HarvestPlan(items=items, refused=refused)
-
-
-def inventory_spec(roots: list[HarvestRoot], models: Optional[str] = None,
-                   model_files: Sequence[str] = (), sizes: Sequence[str] = ()) -> dict:
-    """Return the input of templates/node_inventory.py."""
-    return {"roots": [root.model_dump() for root in roots], "exclude_names": list(EXCLUDED_NAMES),
-            "models": models, "model_files": list(model_files), "sizes": list(sizes)}
-
-
-def remote_file(record: dict, root: HarvestRoot) -> RemoteFile:
-    """Return the ``RemoteFile`` of one ``file`` record of the inventory, under ``root``."""
-    remote = root.path if root.kind == "file" else posixpath.join(root.path, record["path"])
-    return RemoteFile(label=root.label, path=record["path"], remote=remote,
-                      bytes=int(record["bytes"]), mtime_ns=int(record["mtime_ns"]),
-                      sha256=str(record["sha256"]))
-
-
-def parse_inventory(text: str, roots: list[HarvestRoot]) -> dict:
-    """Parse node_inventory.py's JSON lines into files, problems, models and folder sizes.
-
-    Raises ``HarvestError`` when the listing is cut short (no final ``done`` line).
-    """
-    by_label = {root.label: root for root in roots}
-    files: list[RemoteFile] = []
-    problems: list[Refused] = []
-    models: list[tuple[str, int]] = []
-    sizes: dict[str, tuple[int, int]] = {}
-    done = False
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        kind = record.get("kind")
-        if kind == "file" and record.get("label") in by_label:
-            files.append(remote_file(record, by_label[record["label"]]))
-        elif kind == "problem":
-            problems.append(Refused(file=f"{record.get('label')}/{record.get('path')}",
-                                    reason=str(record.get("error"))))
-        elif kind == "model":
-            models.append((str(record["path"]), int(record["bytes"])))
-        elif kind == "size":
-            sizes[str(record["path"])] = (int(record["bytes"]), int(record["files"]))
-        elif kind == "done":
-            done = True
-    if not done:
-        raise HarvestError("the node's file listing was cut short",
-                           "re-run; if it persists, check the node's disk and its python3")
-    return {"files": files, "problems": problems, "models": models, "sizes": sizes}
-
-
-# ---------------------------------------------------------------------------- manifest
-
-
-class ManifestEntry(_Frozen):
-    file: str  # relative to the harvest folder
-    bytes: int
-    sha256: str
-    pulled_at: str  # ISO 8601, UTC
-    mtime_ns: int
-    node_file: Optional[str] = None  # its path on the node's side when it was renamed
-
-
-def read_manifest(folder: Path) -> dict[str, ManifestEntry]:
-    """Return the manifest's entries by file; {} when there is none (or it is unreadable)."""
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        return {entry["file"]: ManifestEntry(**entry) for entry in data.get("files", [])}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
-
-
-def write_manifest(folder: Path, node: str, entries: dict[str, ManifestEntry]) -> Path:
-    """Write the manifest atomically (a temporary file renamed over it)."""
-    path = folder / MANIFEST
-    document = {"schema_version": 1, "node": node,
-                "files": [entries[key].model_dump(exclude_none=True) for key in sorted(entries)]}
-    temporary = folder / f".{MANIFEST}.tmp"
-    temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while True:
-            block = handle.read(CHUNK)
-            if not block:
-                return digest.hexdigest()
-            digest.update(block)
-
-
-def local_view(folder: Path, manifest: dict[str, ManifestEntry],
-               remote_files: list[RemoteFile]) -> dict[str, LocalFile]:
-    """Return what the harvest folder holds at the paths the node's files could go to.
-
-    A file the manifest describes (same size and mtime) is trusted; any other is hashed.
-    """
-    view: dict[str, LocalFile] = {}
-    for source in remote_files:
-        for rel in (source.rel, alt_name(source.rel, source.sha256)):
-            if rel in view or unsafe_reason(rel):
-                continue
-            path = folder / rel
-            try:
-                if path.is_symlink() or not path.is_file():
-                    continue
-                info = path.stat()
-                entry = manifest.get(rel)
-                if entry and entry.bytes == info.st_size and entry.mtime_ns == info.st_mtime_ns:
-                    view[rel] = LocalFile(bytes=entry.bytes, sha256=entry.sha256)
-                else:
-                    view[rel] = LocalFile(bytes=info.st_size, sha256=sha256_file(path))
-            except OSError:
-                continue
-    return view
-
-
-# ---------------------------------------------------------------------------- pulling
 
 
 class PulledFile(_Frozen):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..core.errors import ConnectError, ProvisionError
 from .deadline import format_offset, pending_warnings
-from .down import DownReport
+from .report import DownReport
 
 RETRY_FOR = 3600.0  # how long a teardown keeps trying to reach the node
 RETRY_MAX_DELAY = 15.0

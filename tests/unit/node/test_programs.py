@@ -18,7 +18,7 @@ import pytest
 
 from provisioner.node.programs import render_program
 from provisioner.teardown.cleanup import token_probe
-from provisioner.teardown.harvest import HarvestRoot, inventory_spec, parse_inventory
+from provisioner.teardown.inventory import HarvestRoot, inventory_spec, parse_inventory
 
 TOKEN = "hf_unitTestTokenNeverSent0123456789abc"
 

@@ -1,39 +1,61 @@
-"""Parsers `down` relies on: the one-round-trip probe of the node and ComfyUI's queue."""
+"""``down``'s first decisions, made on the probe alone before anything is locked or deleted."""
 
 from __future__ import annotations
 
-import json
+import types
 
-from provisioner.comfy.client import parse_queue
-from provisioner.teardown.down import parse_probe
+import pytest
 
+from provisioner.core.errors import ConfigError
+from provisioner.node.layout import NodePaths
+from provisioner.node.remote import NodeStats, Result
+from provisioner.teardown.down import DownOptions, down
+from provisioner.teardown.service import service_for
 
-def test_probe_of_a_set_up_node():
-    text = ("@@state\n" + json.dumps({"remote_port": 8190, "models": []}) + "\n\n"
-            "@@workdir\nexists\nours\nfiles\n@@plist\nexists\n@@token\n"
-            "@@service\nloaded=1 running=1 pid=4242\n")
-    probe = parse_probe(text)
-    assert probe.state["remote_port"] == 8190
-    assert probe.workdir_exists and probe.workdir_ours and probe.workdir_has_files
-    assert probe.plist_exists and not probe.token_exists
-    assert probe.service == {"loaded": True, "running": True, "pid": 4242}
+EMPTY_SERVICE = "@@service\nloaded=0 running=0 pid=\n"
 
 
-def test_probe_of_a_node_never_set_up():
-    probe = parse_probe("@@state\n\n@@workdir\n@@plist\n@@token\n@@service\nloaded=0 running=0 pid=\n")
-    assert probe.state == {} and not probe.workdir_exists and not probe.workdir_ours
-    assert not probe.service["loaded"] and probe.service["pid"] is None
+class ProbedNode:
+    """A node that answers the probe with ``probe_output`` and must be asked nothing else."""
+
+    def __init__(self, probe_output: str) -> None:
+        self.probe_output = probe_output
+        self.stats = NodeStats(connections=1)
+        self.commands: list[str] = []
+
+    def run(self, command: str, *, check: bool = True, stdin=None, timeout=None,
+            on_output=None) -> Result:
+        self.commands.append(command)
+        assert len(self.commands) == 1, f"only the probe may run, not {command!r}"
+        self.stats.commands += 1
+        return Result(command, 0, self.probe_output, "", 0.0)
 
 
-def test_a_damaged_state_file_reads_as_no_state():
-    assert parse_probe("@@state\n{not json\n@@workdir\nexists\nours\n").state == {}
+def tear_down(node: ProbedNode, workdir: str = "/home/u/provision", **options):
+    paths = NodePaths(**{field: f"{workdir}/{field}" for field in NodePaths.model_fields})
+    paths = paths.model_copy(update={"workdir": workdir})
+    facts = types.SimpleNamespace(platform="linux", uid=1000, home="/home/u", usable_pythons=[])
+    cfg = types.SimpleNamespace(name="n1", host="203.0.113.7")
+    return down(node, cfg=cfg, config_path="node.yaml", facts=facts, paths=paths,
+                service=service_for(facts, paths), token=None, options=DownOptions(**options))
 
 
-def test_queue_entries_are_read_by_prompt_id():
-    data = {"queue_running": [[3, "p-run", {}, {"client_id": "x"}, ["10"]]],
-            "queue_pending": [[4, "p-wait1", {}, {}, []], [5, "p-wait2", {}, {}, []]]}
-    queue = parse_queue(data)
-    assert queue.running == ["p-run"] and queue.pending == ["p-wait1", "p-wait2"]
-    assert not queue.empty
-    assert parse_queue({"queue_running": [], "queue_pending": []}).empty
-    assert parse_queue(None).empty and parse_queue({"queue_running": "junk"}).empty
+@pytest.mark.parametrize("workdir_lines, why", [
+    ("", "does not exist"),
+    ("exists\nfiles\n", "provision did not make it"),
+    ("exists\n", "nothing but empty folders"),
+])
+def test_a_node_up_never_touched_has_nothing_to_do(workdir_lines, why):
+    node = ProbedNode(f"@@state\n\n@@workdir\n{workdir_lines}@@plist\n@@token\n{EMPTY_SERVICE}")
+    report = tear_down(node)
+    assert report.nothing_to_do and report.ok
+    assert why in report.notes[0]
+    assert report.cost == {"connections": 1, "commands": 1, "transfers": 0}
+
+
+def test_wipe_all_refuses_a_work_folder_that_is_the_home_folder_before_touching_anything():
+    node = ProbedNode(f"@@state\n{{}}\n@@workdir\nexists\nours\nfiles\n@@plist\n@@token\n"
+                      f"{EMPTY_SERVICE}")
+    with pytest.raises(ConfigError, match="--wipe all refuses to delete it"):
+        tear_down(node, workdir="/home/u", wipe="all")
+    assert len(node.commands) == 1

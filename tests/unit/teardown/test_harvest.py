@@ -1,194 +1,162 @@
-"""Harvest decisions (pure): which node files to pull, where, and what the listing says."""
+"""Pulling node files (``Harvester``): verified, resumable, never overwriting other bytes.
+
+The node is a folder here and its SFTP sessions open files in it, so every pull, resume and
+refusal runs for real on the laptop's side.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+from pathlib import Path
 
-import pytest
+from provisioner.node.remote import NodeStats
+from provisioner.teardown.harvest import Harvester, HarvestEvent, harvest, part_path
+from provisioner.teardown.harvest_plan import RemoteFile
 
-from provisioner.node.layout import NodePaths
-from provisioner.teardown.harvest import (
-    HarvestError,
-    HarvestRoot,
-    LocalFile,
-    ManifestEntry,
-    RemoteFile,
-    alt_name,
-    harvest_roots,
-    inventory_spec,
-    local_view,
-    parse_inventory,
-    plan_harvest,
-    read_manifest,
-    unsafe_reason,
-    write_manifest,
-)
-
-SHA_A = "a" * 64
-SHA_B = "b" * 64
+MTIME_NS = 1_700_000_000_123_456_789
 
 
-def remote(path: str, sha: str = SHA_A, size: int = 10, label: str = "output") -> RemoteFile:
-    return RemoteFile(label=label, path=path, remote=f"/n/ComfyUI/{label}/{path}", bytes=size,
-                      mtime_ns=1_700_000_000_000_000_000, sha256=sha)
+class FolderFile:
+    """A node file opened over (fake) SFTP: the calls ``_pull_one`` makes, on a local file."""
+
+    MAX_REQUEST_SIZE = 32768
+
+    def __init__(self, path: str) -> None:
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed in __exit__
+        self.prefetched = None
+
+    def __enter__(self) -> FolderFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._handle.close()
+
+    def seek(self, offset: int) -> None:
+        self._handle.seek(offset)
+
+    def prefetch(self, size: int, max_concurrent_requests: int) -> None:
+        self.prefetched = size
+
+    def read(self, size: int) -> bytes:
+        return self._handle.read(size)
 
 
-# -- plan_harvest: a table of cases ---------------------------------------------------------
+class FolderSFTP:
+    def __init__(self) -> None:
+        self.closed = False
 
-CASES = [
-    # (what the node has, what the laptop has, expected (dest, action) per node file, refused)
-    ("new file", [remote("a.png")], {}, [("output/a.png", "pull")], []),
-    ("identical copy already pulled", [remote("a.png")],
-     {"output/a.png": LocalFile(bytes=10, sha256=SHA_A)}, [("output/a.png", "skip")], []),
-    ("same name, other bytes locally: never overwritten", [remote("a.png")],
-     {"output/a.png": LocalFile(bytes=10, sha256=SHA_B)},
-     [(f"output/a.{SHA_A[:8]}.png", "pull")], []),
-    ("same sha256, other size: different", [remote("a.png", size=11)],
-     {"output/a.png": LocalFile(bytes=10, sha256=SHA_A)}, [(f"output/a.{SHA_A[:8]}.png", "pull")], []),
-    ("the renamed copy was pulled before", [remote("a.png")],
-     {"output/a.png": LocalFile(bytes=10, sha256=SHA_B),
-      f"output/a.{SHA_A[:8]}.png": LocalFile(bytes=10, sha256=SHA_A)},
-     [(f"output/a.{SHA_A[:8]}.png", "skip")], []),
-    ("both names taken by other files", [remote("a.png")],
-     {"output/a.png": LocalFile(bytes=10, sha256=SHA_B),
-      f"output/a.{SHA_A[:8]}.png": LocalFile(bytes=9, sha256=SHA_B)}, [], ["output/a.png"]),
-    ("subfolders kept", [remote("sub/deeper/b.png")], {}, [("output/sub/deeper/b.png", "pull")], []),
-    ("a name with '..' is refused", [remote("../escape.png")], {}, [], ["output/../escape.png"]),
-    ("a hidden .part name is refused", [remote(".a.png.part")], {}, [], ["output/.a.png.part"]),
-    ("labels keep roots apart", [remote("x.json", label="user"), remote("x.json")], {},
-     [("output/x.json", "pull"), ("user/x.json", "pull")], []),
-]
+    def open(self, path: str, mode: str) -> FolderFile:
+        assert mode == "rb"
+        return FolderFile(path)
+
+    def close(self) -> None:
+        self.closed = True
 
 
-@pytest.mark.parametrize("name, files, local, expected, refused", CASES, ids=[c[0] for c in CASES])
-def test_plan_harvest(name, files, local, expected, refused):
-    plan = plan_harvest(files, local)
-    assert [(item.dest, item.action) for item in plan.items] == expected
-    assert [r.file for r in plan.refused] == refused
+class FolderNode:
+    def __init__(self) -> None:
+        self.stats = NodeStats()
+        self.sessions: list[FolderSFTP] = []
+
+    def open_sftp(self, window_size=None, max_packet_size=None) -> FolderSFTP:
+        self.sessions.append(FolderSFTP())
+        return self.sessions[-1]
 
 
-def test_plan_counts_only_what_it_pulls():
-    files = [remote("a.png", size=100), remote("b.png", SHA_B, size=50)]
-    plan = plan_harvest(files, {"output/a.png": LocalFile(bytes=100, sha256=SHA_A)})
-    assert plan.bytes_to_pull == 50
-    assert [i.dest for i in plan.to_pull] == ["output/b.png"]
-    assert [i.dest for i in plan.to_skip] == ["output/a.png"]
+def on_node(root: Path, name: str, data: bytes, sha256: str | None = None) -> RemoteFile:
+    """Write ``data`` as a node file under ``root``; return it as the inventory lists it."""
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return RemoteFile(label="output", path=name, remote=str(path), bytes=len(data),
+                      mtime_ns=MTIME_NS, sha256=sha256 or hashlib.sha256(data).hexdigest())
 
 
-def test_plan_is_sorted_and_stable():
-    files = [remote("z.png"), remote("a.png"), remote("m/b.png")]
-    assert [i.dest for i in plan_harvest(files, {}).items] == \
-        ["output/a.png", "output/m/b.png", "output/z.png"]
+def test_a_new_file_is_pulled_verified_and_recorded(tmp_path):
+    node, events = FolderNode(), []
+    source = on_node(tmp_path / "node", "sub/a.png", b"pixels" * 1000)
+    dest = tmp_path / "harvest"
+    outcome = harvest(node, [source], dest, node_name="n1", on_event=events.append)
+    target = dest / "output" / "sub" / "a.png"
+    assert target.read_bytes() == b"pixels" * 1000
+    assert target.stat().st_mtime_ns == MTIME_NS
+    assert not part_path(target).exists()
+    assert [(p.file, p.bytes, p.resumed_from) for p in outcome.pulled] == [("output/sub/a.png", 6000, 0)]
+    assert not outcome.failed and outcome.verified() == {"output/sub/a.png"}
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert [entry["file"] for entry in manifest["files"]] == ["output/sub/a.png"]
+    assert manifest["files"][0]["sha256"] == source.sha256
+    assert node.stats.transfers == 1
+    assert all(session.closed for session in node.sessions)
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "queued" in kinds and "file" in kinds
+    assert sum(e.bytes for e in events if e.kind == "bytes") == 6000
 
 
-@pytest.mark.parametrize("rel, expected", [
-    ("output/a.png", "output/a.12345678.png"),
-    ("output/a.tar.gz", "output/a.tar.12345678.gz"),
-    ("output/noext", "output/noext.12345678"),
-    ("output/.hidden", "output/.hidden.12345678"),
-    ("logs/comfyui.log", "logs/comfyui.12345678.log"),
-])
-def test_alt_name(rel, expected):
-    assert alt_name(rel, "12345678" + "0" * 56) == expected
+def test_a_partial_download_is_resumed_from_where_it_stopped(tmp_path):
+    data = bytes(range(256)) * 100
+    source = on_node(tmp_path / "node", "a.bin", data)
+    dest = tmp_path / "harvest"
+    part = part_path(dest / "output" / "a.bin")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[:1000])
+    outcome = harvest(FolderNode(), [source], dest, node_name="n1")
+    assert [(p.file, p.resumed_from) for p in outcome.pulled] == [("output/a.bin", 1000)]
+    assert (dest / "output" / "a.bin").read_bytes() == data and not part.exists()
 
 
-@pytest.mark.parametrize("rel, bad", [
-    ("output/a.png", False), ("output/sub/a b.png", False), ("/etc/passwd", True),
-    ("output/../x", True), ("output//x", True), ("output/./x", True), ("output\\x", True),
-    ("output/a\0b", True), ("", True),
-])
-def test_unsafe_reason(rel, bad):
-    assert (unsafe_reason(rel) is not None) is bad
+def test_a_stale_partial_is_dropped_and_the_whole_file_fetched_again(tmp_path):
+    data = b"fresh bytes " * 500
+    source = on_node(tmp_path / "node", "a.bin", data)
+    dest = tmp_path / "harvest"
+    part = part_path(dest / "output" / "a.bin")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"something else entirely")
+    outcome = harvest(FolderNode(), [source], dest, node_name="n1")
+    assert [(p.file, p.resumed_from) for p in outcome.pulled] == [("output/a.bin", 0)]
+    assert (dest / "output" / "a.bin").read_bytes() == data
 
 
-# -- the node's listing ---------------------------------------------------------------------
-
-ROOTS = [HarvestRoot(label="output", path="/n/ComfyUI/output", removable=True),
-         HarvestRoot(label="logs", path="/n/logs/comfyui.log", kind="file")]
-
-
-def test_parse_inventory_reads_files_problems_models_and_sizes():
-    text = "\n".join(json.dumps(record) for record in [
-        {"kind": "file", "label": "output", "path": "sub/a.png", "bytes": 3, "mtime_ns": 5, "sha256": SHA_A},
-        {"kind": "file", "label": "logs", "path": "comfyui.log", "bytes": 7, "mtime_ns": 6, "sha256": SHA_B},
-        {"kind": "file", "label": "elsewhere", "path": "x", "bytes": 1, "mtime_ns": 1, "sha256": SHA_A},
-        {"kind": "problem", "label": "output", "path": "locked.png", "error": "Permission denied"},
-        {"kind": "model", "path": "/n/models/unet/x.gguf", "bytes": 99},
-        {"kind": "size", "path": "/n", "bytes": 1234, "files": 3},
-        {"kind": "done"},
-    ]) + "\n"
-    found = parse_inventory("noise before\n" + text, ROOTS)
-    assert [(f.rel, f.remote) for f in found["files"]] == [
-        ("output/sub/a.png", "/n/ComfyUI/output/sub/a.png"),
-        ("logs/comfyui.log", "/n/logs/comfyui.log")]
-    assert [(p.file, p.reason) for p in found["problems"]] == [("output/locked.png", "Permission denied")]
-    assert found["models"] == [("/n/models/unet/x.gguf", 99)]
-    assert found["sizes"] == {"/n": (1234, 3)}
+def test_a_copy_whose_sha256_differs_from_the_nodes_is_a_failure_and_left_nowhere(tmp_path):
+    events: list[HarvestEvent] = []
+    source = on_node(tmp_path / "node", "a.png", b"changed since it was listed", sha256="0" * 64)
+    dest = tmp_path / "harvest"
+    outcome = harvest(FolderNode(), [source], dest, node_name="n1", on_event=events.append)
+    assert not outcome.pulled and outcome.verified() == set()
+    assert [f.file for f in outcome.failed] == ["output/a.png"]
+    assert "sha256 on the laptop differs" in outcome.failed[0].error
+    assert not (dest / "output" / "a.png").exists()
+    assert not part_path(dest / "output" / "a.png").exists()
+    assert [e.file for e in events if e.kind == "failed"] == ["output/a.png"]
 
 
-def test_a_listing_cut_short_is_an_error_not_an_empty_harvest():
-    text = json.dumps({"kind": "file", "label": "output", "path": "a.png", "bytes": 3,
-                       "mtime_ns": 5, "sha256": SHA_A}) + "\n"
-    with pytest.raises(HarvestError, match="cut short"):
-        parse_inventory(text, ROOTS)
-    with pytest.raises(HarvestError):
-        parse_inventory("", ROOTS)
+def test_an_identical_local_copy_is_adopted_not_pulled_and_other_bytes_never_overwritten(tmp_path):
+    node = FolderNode()
+    same = on_node(tmp_path / "node", "same.png", b"same")
+    other = on_node(tmp_path / "node", "other.png", b"node's bytes")
+    dest = tmp_path / "harvest"
+    (dest / "output").mkdir(parents=True)
+    (dest / "output" / "same.png").write_bytes(b"same")
+    (dest / "output" / "other.png").write_bytes(b"the laptop's own file")
+    harvester = Harvester(node, dest, node_name="n1")
+    for source in (same, other):
+        harvester.offer(source)
+    outcome = harvester.finish()
+    alt = f"output/other.{other.sha256[:8]}.png"
+    assert [p.file for p in outcome.pulled] == [alt]
+    assert [i.dest for i in outcome.plan.to_skip] == ["output/same.png"]
+    assert (dest / "output" / "other.png").read_bytes() == b"the laptop's own file"
+    assert (dest / alt).read_bytes() == b"node's bytes"
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert {entry["file"] for entry in manifest["files"]} == {"output/same.png", alt}
+    assert node.stats.transfers == 1
 
 
-def test_roots_take_outputs_workflows_and_the_log():
-    paths = NodePaths(**{field: f"/w/{field}" for field in NodePaths.model_fields})
-    roots = {root.label: root for root in harvest_roots(paths)}
-    assert roots["output"].path == paths.output and roots["output"].removable
-    assert roots["user"].path == paths.user_dir and roots["user"].only_under == "workflows"
-    assert roots["logs"].kind == "file" and not roots["logs"].removable
-    spec = inventory_spec(list(roots.values()), models="/w/models", sizes=["/w"])
-    assert spec["exclude_names"] == ["_output_images_will_be_put_here"]
-    assert spec["models"] == "/w/models" and spec["sizes"] == ["/w"]
-
-
-# -- the laptop's side ----------------------------------------------------------------------
-
-
-def test_manifest_round_trip(tmp_path):
-    entry = ManifestEntry(file="output/a.png", bytes=3, sha256=SHA_A, pulled_at="2025-01-01T00:00:00+00:00",
-                          mtime_ns=5)
-    path = write_manifest(tmp_path, "n1", {entry.file: entry})
-    document = json.loads(path.read_text())
-    assert document["node"] == "n1"
-    assert document["files"] == [{"file": "output/a.png", "bytes": 3, "sha256": SHA_A,
-                                  "pulled_at": "2025-01-01T00:00:00+00:00", "mtime_ns": 5}]
-    assert read_manifest(tmp_path) == {"output/a.png": entry}
-    assert not list(tmp_path.glob(".*.tmp"))
-
-
-def test_an_unreadable_manifest_is_empty_not_fatal(tmp_path):
-    (tmp_path / "manifest.json").write_text("{not json")
-    assert read_manifest(tmp_path) == {}
-    assert read_manifest(tmp_path / "missing") == {}
-
-
-def test_local_view_trusts_the_manifest_only_while_size_and_mtime_match(tmp_path):
-    data = b"hello"
-    target = tmp_path / "output" / "a.png"
-    target.parent.mkdir()
-    target.write_bytes(data)
-    os.utime(target, ns=(5, 5))
-    real = hashlib.sha256(data).hexdigest()
-    lying = ManifestEntry(file="output/a.png", bytes=5, sha256=SHA_B, pulled_at="x", mtime_ns=5)
-    source = remote("a.png", real, size=5)
-    # Same size and mtime as recorded: the manifest's sha256 is trusted (no re-hash).
-    assert local_view(tmp_path, {"output/a.png": lying}, [source])["output/a.png"].sha256 == SHA_B
-    # The file changed since (mtime differs): it is hashed again.
-    os.utime(target, ns=(6, 6))
-    assert local_view(tmp_path, {"output/a.png": lying}, [source])["output/a.png"].sha256 == real
-    # Not in the manifest at all (a copy from elsewhere): hashed, so it can be adopted.
-    assert local_view(tmp_path, {}, [source]) == {"output/a.png": LocalFile(bytes=5, sha256=real)}
-
-
-def test_local_view_ignores_symlinks_and_missing_files(tmp_path):
-    (tmp_path / "output").mkdir()
-    (tmp_path / "elsewhere.png").write_bytes(b"x")
-    (tmp_path / "output" / "a.png").symlink_to(tmp_path / "elsewhere.png")
-    assert local_view(tmp_path, {}, [remote("a.png"), remote("b.png")]) == {}
+def test_a_harvest_folder_that_cannot_be_made_is_a_failure_not_an_exception(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    source = on_node(tmp_path / "node", "a.png", b"x")
+    outcome = harvest(FolderNode(), [source], blocker / "harvest", node_name="n1")
+    assert not outcome.pulled and outcome.manifest is None
+    assert {f.file for f in outcome.failed} == {str(blocker / "harvest"), "output/a.png"}
