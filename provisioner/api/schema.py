@@ -1,9 +1,9 @@
 """Print a JSON Schema generated from the models: node.yaml and the --json reports.
 
-    python -m provisioner.schema node  > docs/node.schema.json
-    python -m provisioner.schema plan  > docs/plan.schema.json
-    python -m provisioner.schema up    > docs/up.schema.json
-    python -m provisioner.schema status > docs/status.schema.json
+    python -m provisioner.api.schema node  > docs/node.schema.json
+    python -m provisioner.api.schema plan  > docs/plan.schema.json
+    python -m provisioner.api.schema up    > docs/up.schema.json
+    python -m provisioner.api.schema status > docs/status.schema.json
 """
 
 import json
@@ -15,9 +15,11 @@ from ..core.config import node_json_schema
 
 def report_schema(name: str) -> dict[str, Any]:
     """Return the JSON Schema of a command's ``--json`` document."""
-    from .. import api
+    from .planning import PlanReport
+    from .provisioning import UpReport
+    from .service import StatusReport
 
-    models = {"plan": api.PlanReport, "up": api.UpReport, "status": api.StatusReport}
+    models = {"plan": PlanReport, "up": UpReport, "status": StatusReport}
     schema = models[name].model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"provision {name} --json"

@@ -1,29 +1,15 @@
 """The fleet's edge: run_fleet's isolation, bounds, fail-fast and timeouts; the download
-gate; the recap file; the combined host-key refusal; the inventory. No SSH here: the e2e
-tests (tests/e2e/test_fleet.py) drive all of it against real sshd nodes."""
+gate; the fleet's members as an inventory. No SSH here: the e2e tests
+(tests/e2e/test_fleet.py) drive all of it against real sshd nodes."""
 
 from __future__ import annotations
 
-import json
 import threading
 
-import pytest
-
 from provisioner.core.config import FleetConfig, NodeConfig
-from provisioner.core.errors import HostKeyError, ProvisionError, StepFailed, UnknownHostKey, UsageError
+from provisioner.core.errors import ProvisionError, StepFailed
 from provisioner.core.units import GIB
-from provisioner.fleet.run import (
-    DownloadGate,
-    FleetReport,
-    NodeEvent,
-    NodeOutcome,
-    failed_last_time,
-    hold_tunnels,
-    inventory_of,
-    run_fleet,
-    save_recap,
-    unknown_keys_error,
-)
+from provisioner.fleet.run import DownloadGate, NodeEvent, inventory_of, run_fleet
 from provisioner.install.engine import run_steps
 from provisioner.install.steps import StepContext
 from provisioner.install.steps.command import CommandStep
@@ -189,90 +175,7 @@ def test_the_engine_enters_a_gate_only_around_the_apply_of_its_step_kind(tmp_pat
     assert [r.status for r in again] == ["ok"] and entered == ["in", "out"], "a no-op never waits"
 
 
-# -- reports and the recap file -----------------------------------------------------------
-
-
-def report_of(fleet_path, statuses: dict[str, str], command: str = "up") -> FleetReport:
-    lines = [NodeOutcome(node=name, host="h", status=status, seconds=1.0,
-                         error=None if status == "ok" else "connection refused")
-             for name, status in statuses.items()]
-    return FleetReport(command=command, fleet=str(fleet_path), seconds=2.0, nodes=lines)
-
-
-def test_the_recap_records_failures_and_a_retry_keeps_the_untouched_nodes(tmp_path):
-    fleet_path, recap = tmp_path / "fleet.yaml", tmp_path / ".provision" / "last-fleet.json"
-    fleet_path.write_text("nodes: []\n")
-    save_recap(report_of(fleet_path, {"a": "ok", "b": "failed", "c": "skipped"}), recap)
-    assert failed_last_time(fleet_path, recap) == ["b", "c"]
-    data = json.loads(recap.read_text())
-    assert data["fleet"] == str(fleet_path.resolve()) and data["nodes"]["b"]["error"] == "connection refused"
-
-    save_recap(report_of(fleet_path, {"b": "ok"}), recap)
-    assert failed_last_time(fleet_path, recap) == ["c"]
-    save_recap(report_of(fleet_path, {"c": "ok"}), recap)
-    assert failed_last_time(fleet_path, recap) == []
-    assert list(json.loads(recap.read_text())["nodes"]) == ["a", "b", "c"]
-
-
-def test_retry_failed_needs_a_recap_of_the_same_fleet(tmp_path):
-    recap = tmp_path / "last-fleet.json"
-    with pytest.raises(UsageError, match="no recap"):
-        failed_last_time(tmp_path / "fleet.yaml", recap)
-    save_recap(report_of(tmp_path / "other.yaml", {"a": "failed"}), recap)
-    with pytest.raises(UsageError, match="other.yaml"):
-        failed_last_time(tmp_path / "fleet.yaml", recap)
-    recap.write_text("{not json")
-    with pytest.raises(UsageError, match="cannot read"):
-        failed_last_time(tmp_path / "fleet.yaml", recap)
-
-
-def test_a_report_is_ok_only_when_every_node_is():
-    assert report_of("f", {"a": "ok", "b": "ok"}).ok
-    assert not report_of("f", {"a": "ok", "b": "skipped"}).ok
-    assert report_of("f", {"a": "ok", "b": "failed"}).names("failed") == ["b"]
-
-
-def test_hold_tunnels_puts_urls_in_the_report_and_fails_a_node_whose_tunnel_cannot_open():
-    class FakeTunnel:
-        def __init__(self, name):
-            self.url = f"http://127.0.0.1:{9000 + int(name[1])}"
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            closed.append(self.url)
-
-    def opener(name):
-        if name == "n2":
-            raise UsageError("local port 9002 is already in use on this machine", "free it")
-        return FakeTunnel(name)
-
-    closed: list[str] = []
-    seen = {}
-    report = hold_tunnels(report_of("f", {"n1": "ok", "n2": "ok"}), ["n1", "n2"], opener,
-                          lambda rep, tunnels: seen.update(urls={n: t.url for n, t in tunnels.items()},
-                                                           open=list(closed)))
-    assert seen == {"urls": {"n1": "http://127.0.0.1:9001"}, "open": []}, "held while open"
-    assert closed == ["http://127.0.0.1:9001"], "closed after the hold"
-    lines = {line.node: line for line in report.nodes}
-    assert lines["n1"].url == "http://127.0.0.1:9001" and lines["n1"].status == "ok"
-    assert lines["n2"].status == "failed" and "tunnel: local port 9002" in lines["n2"].error
-
-
-# -- host keys, inventory -----------------------------------------------------------------
-
-
-def test_unknown_keys_are_refused_in_one_message_naming_every_node_and_the_flag():
-    unknown = {name: UnknownHostKey("unknown host key", "", where=f"10.0.0.{i}:22", key_type="ssh-ed25519",
-                                    fingerprint=f"SHA256:{name}print")
-               for i, name in enumerate(["m1", "m2"], 1)}
-    error = unknown_keys_error(unknown)
-    assert isinstance(error, HostKeyError) and "\n" not in str(error)
-    assert "2 nodes" in str(error)
-    for name in ("m1", "m2"):
-        assert f"{name} (10.0.0.{name[1]}:22) ssh-ed25519 SHA256:{name}print" in str(error)
-    assert "--accept-new-host-key" in error.hint
+# -- members, events ------------------------------------------------------------------
 
 
 def test_inventory_names_every_host_with_its_connection_vars():
