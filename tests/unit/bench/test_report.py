@@ -225,7 +225,7 @@ def test_the_black_image_hint_depends_on_the_flag():
 def render(report) -> str:
     from rich.console import Console
 
-    from provisioner.cli import views
+    from provisioner.cli import bench_views as views
 
     buffer = io.StringIO()
     views.show_bench(Console(file=buffer, width=200, no_color=True), report)
