@@ -12,12 +12,10 @@ import os
 import shlex
 import socket
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from ..core.errors import ConnectError, HostKeyError
-
-if TYPE_CHECKING:
-    from .remote import SSHNode
+from .remote import SSHNode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +53,6 @@ def connect(target: Target, *, accept_new_host_key: bool = False, timeout: float
     logging.getLogger("paramiko").propagate = False
 
     from . import hostkeys
-    from .remote import SSHNode  # here, not at the top: remote.py re-exports this module
 
     where = f"{target.user}@{target.host}:{target.port}"
     connect_kwargs: dict = {"look_for_keys": target.identity_file is None,

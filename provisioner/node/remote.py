@@ -19,7 +19,6 @@ from typing import Callable, Protocol
 
 from ..core.errors import CommandFailed, ConnectError
 from ..core.redact import redact
-from .connect import Target, connect, target_of
 
 OutputCallback = Callable[[str], None]
 
@@ -303,9 +302,3 @@ class LocalNode:
 
     def close(self) -> None:
         pass
-
-
-# Target, connect and target_of are defined in connect.py; api/ and fleet/ still import
-# them from here.
-__all__ = ["LocalNode", "Node", "NodeStats", "Result", "SSHNode", "Spawned",
-           "Target", "connect", "target_of"]

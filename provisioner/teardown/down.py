@@ -37,11 +37,7 @@ from .outputs import harvest_problems, harvest_summary, inventory_spec, list_and
 from .probe import parse_probe, probe_script
 from .report import DownReport, SecretsReport, TeardownEvent, TeardownIncomplete, TeardownSink
 from .scrub import clean
-from .service import service_for, stop
-
-# Callers elsewhere (api/, cli/) import these from here; each is defined in the module above.
-__all__ = ["DownOptions", "DownReport", "TeardownEvent", "TeardownIncomplete", "down",
-           "service_for"]
+from .service import stop
 
 
 def down(node, *, cfg, config_path: str, facts, paths, service, token: Optional[str],

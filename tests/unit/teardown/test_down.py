@@ -9,7 +9,8 @@ import pytest
 from provisioner.core.errors import ConfigError
 from provisioner.node.layout import NodePaths
 from provisioner.node.remote import NodeStats, Result
-from provisioner.teardown.down import DownOptions, down
+from provisioner.teardown.down import down
+from provisioner.teardown.options import DownOptions
 from provisioner.teardown.service import service_for
 
 EMPTY_SERVICE = "@@service\nloaded=0 running=0 pid=\n"
