@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..core.config import NodeConfig, load_node
 from ..core.errors import ConfigError
+from ..core.report import NodeReport
 from ..install.playbook import load_steps
 from ..install.sizing import ModelPlan
 from ..node.facts import NodeFacts
@@ -43,14 +44,9 @@ class RunCost(BaseModel):
         return cls(connections=stats.connections, commands=stats.commands, transfers=stats.transfers)
 
 
-class PlanReport(BaseModel):
+class PlanReport(NodeReport):
     """Everything ``provision plan`` shows; ``--json`` is this model's JSON."""
 
-    model_config = ConfigDict(frozen=True)
-
-    schema_version: Literal[1] = 1
-    node: str
-    host: str
     facts_source: Literal["node", "assumed"]
     facts: NodeFacts
     plan: ModelPlan

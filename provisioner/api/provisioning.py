@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, ContextManager, Literal, Optional
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Callable, ContextManager, Optional
 
 from ..core.config import NodeConfig, load_node
 from ..core.errors import StepFailed
+from ..core.report import NodeReport
 from ..install.engine import EventSink, StepResult, probe_steps, run_steps
 from ..install.playbook import load_steps
 from ..install.sizing import ModelPlan
@@ -20,14 +19,9 @@ if TYPE_CHECKING:
     from ..node.tunnel import Tunnel
 
 
-class UpReport(BaseModel):
+class UpReport(NodeReport):
     """What ``provision up`` did; ``--json`` is this model's JSON."""
 
-    model_config = ConfigDict(frozen=True)
-
-    schema_version: Literal[1] = 1
-    node: str
-    host: str
     dry_run: bool
     ok: bool
     plan: ModelPlan

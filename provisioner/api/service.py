@@ -7,12 +7,13 @@ really installed there, not what node.yaml would install today.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict
 
 from ..core.config import NodeConfig, load_node
 from ..core.errors import ConfigError, ProvisionError
+from ..core.report import NodeReport
 from ..install.engine import EventSink, run_steps
 from ..install.record import health_as_installed, installed_port
 from ..install.steps import StepContext
@@ -46,14 +47,9 @@ class Health(BaseModel):
     text_encoders: list[str] = []
 
 
-class StatusReport(BaseModel):
+class StatusReport(NodeReport):
     """What ``provision status`` shows; ``--json`` is this model's JSON."""
 
-    model_config = ConfigDict(frozen=True)
-
-    schema_version: Literal[1] = 1
-    node: str
-    host: str
     installed: bool
     last_up: Optional[dict[str, Any]] = None
     model_plan: Optional[dict[str, Any]] = None

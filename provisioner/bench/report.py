@@ -2,7 +2,7 @@
 
 ``RunTimer`` folds ComfyUI's WebSocket messages for one prompt (with their local arrival
 times) into timings; ``run_memory`` attributes the memory samples to a run; ``summarise``
-gives min/median/max over the measured runs (the warm-up excluded). ``benchrun.py`` does the
+gives min/median/max over the measured runs (the warm-up excluded). ``run.py`` does the
 I/O; ``BenchReport`` is what ``--json`` prints and what ``provision fleet bench`` collects.
 """
 
@@ -12,6 +12,8 @@ import statistics
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
+
+from ..core.report import NodeReport
 
 Pressure = Literal["green", "yellow", "red"]
 PRESSURE_RANK: dict[str, int] = {"green": 0, "yellow": 1, "red": 2}
@@ -150,12 +152,9 @@ class SeedComparison(_Frozen):
     notes: list[str] = []
 
 
-class BenchReport(_Frozen):
+class BenchReport(NodeReport):
     """Everything ``provision bench`` measured on one node; ``--json`` is this model's JSON."""
 
-    schema_version: Literal[1] = 1
-    node: str
-    host: str
     platform: str
     chip: str
     memory_bytes: int

@@ -17,15 +17,6 @@ from .. import __version__
 from ..core.errors import ExitStatus, ProvisionError, UsageError
 from ..core.redact import redact
 
-ACCEPT_HELP = "Trust the node's host key if it is unknown, and record it (never a changed one)."
-PARALLEL_HELP = "How many nodes at once (default: parallel: in fleet.yaml, else 8)."
-
-# Arguments and options many commands share, defined once.
-NODE_YAML = click.argument("node_yaml", type=click.Path(dir_okay=False))
-FLEET_YAML = click.argument("fleet_yaml", type=click.Path(dir_okay=False))
-ACCEPT_NEW_HOST_KEY = click.option("--accept-new-host-key", is_flag=True, help=ACCEPT_HELP)
-PARALLEL = click.option("--parallel", type=click.IntRange(1, 256), metavar="N", help=PARALLEL_HELP)
-
 
 def error_document(message: str, hint: Optional[str], exit_code: int) -> str:
     """Return the one JSON document a ``--json`` command prints when it refuses or fails."""
@@ -88,6 +79,11 @@ class Output:
         else:
             show(console(), report)
 
+    def partial(self, error: ProvisionError, show: Callable) -> None:
+        """Print the report so far that a failure carries (``error.report``), if any."""
+        if getattr(error, "report", None) is not None:
+            self.report(error.report, show)
+
     def json(self, text: str) -> None:
         """Print a JSON document on stdout, secrets redacted."""
         click.echo(redact(text))
@@ -98,6 +94,20 @@ class Output:
         failed ``up``, ``down`` or ``bench`` prints the report so far, which says what failed)."""
         if self.as_json and not self.printed:
             self.json(error_document(str(error), error.hint, error.exit_status))
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (what holding a tunnel open means)."""
+    import signal
+    import threading
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
 
 
 def run(action: Callable[[], Optional[int]], out: Optional[Output] = None) -> None:

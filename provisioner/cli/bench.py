@@ -7,20 +7,20 @@ from typing import Optional
 import click
 
 from ..core.errors import ExitStatus
-from .app import ACCEPT_NEW_HOST_KEY, NODE_YAML, Output, cli, console, run
+from .app import Output, cli, console, run
+from .options import ACCEPT_NEW_HOST_KEY, BENCH_PROMPT, BENCH_STEPS, NODE_YAML
 
 
 @cli.command()
 @NODE_YAML
 @click.option("--model", type=click.Choice(["dev", "schnell"]),
               help="Model to bench (default: node.yaml's model:).")
-@click.option("--steps", type=click.IntRange(1, 10000),
-              help="Sampler steps (default: 20 for dev, 4 for schnell, as in the seed's table).")
+@BENCH_STEPS
 @click.option("--runs", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Measured runs, after one warm-up that is not counted.")
 @click.option("--seed", type=click.IntRange(0, 2**63), help="Base seed; run i uses SEED+i "
               "(default: random; ComfyUI would answer a repeated seed from its cache).")
-@click.option("--prompt", help="The text prompt (default: a fixed one).")
+@BENCH_PROMPT
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (docs/bench.md).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="OUT.png",
               help="Draw time per run and memory pressure over time (needs the plot extra).")
@@ -47,8 +47,7 @@ def bench(node_yaml: str, model: Optional[str], steps: Optional[int], runs: int,
                 report = api.bench(node_yaml, options=options, plot_path=plot_path,
                                    accept_new_host_key=accept_new_host_key, on_event=progress.handle)
         except BenchFailed as error:
-            if error.report is not None:
-                out.report(error.report, views.show_bench)
+            out.partial(error, views.show_bench)
             raise
         out.report(report, views.show_bench)
         return ExitStatus.OK

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.units import format_bytes, gib
-from .console import VERDICT_STYLE, add_row, styled, title
+from .console import VERDICT_STYLE, ProgressView, add_row, styled, title
 
 
 def format_seconds(value) -> str:
@@ -40,7 +40,7 @@ def _pressure(pressure) -> Text:
     return styled(pressure, VERDICT_STYLE.get(pressure, ""))
 
 
-class BenchProgress:
+class BenchProgress(ProgressView):
     """Live progress of a bench: a bar for the current run's sampler steps with the latest
     memory pressure on a terminal; one line per finished run elsewhere (CI logs)."""
 
@@ -67,11 +67,6 @@ class BenchProgress:
             self._task = self._progress.add_task("connecting, checking the workflow...", total=None,
                                                  memory="")
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-            self._progress = None
 
     def handle(self, event) -> None:
         """Render one ``benchrun.BenchEvent``."""

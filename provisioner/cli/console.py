@@ -51,3 +51,22 @@ def show_error(console: Console, message: str, hint: str = "") -> None:
                   soft_wrap=True)
     if hint:
         console.print(Text.assemble(("hint:", "dim"), " ", hint), highlight=False, soft_wrap=True)
+
+
+class ProgressView:
+    """A live view that holds a rich ``Progress`` (or ``Live``) while a command runs, on a
+    terminal only; subclasses start it in ``__enter__`` and render events in ``handle``."""
+
+    _progress = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the live display (idempotent): what is printed next goes below it."""
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.__exit__(None, None, None)

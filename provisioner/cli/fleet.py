@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
-from ..core.errors import ExitStatus, UsageError
-from .app import ACCEPT_NEW_HOST_KEY, FLEET_YAML, PARALLEL, Output, cli, console, run
-from .rental import WIPE_HELP, ask_teardown, session_deadline
+from ..core.errors import ExitStatus
+from .app import Output, cli, console, run, wait_for_interrupt
+from .options import (
+    ACCEPT_NEW_HOST_KEY,
+    BENCH_PROMPT,
+    BENCH_STEPS,
+    DISCARD_OUTPUTS,
+    DRY_RUN_TEARDOWN,
+    FLEET_YAML,
+    FOR_DURATION,
+    JSON_DOCUMENT,
+    JSON_RECAP,
+    KEEP_OUTPUTS_REMOTE_FLEET,
+    LOCK_WAIT_FLEET,
+    MAX_DOWNLOADS,
+    NO_LAUNCH,
+    NO_MODELS,
+    PARALLEL,
+    SESSION_DRAIN_TIMEOUT,
+    UNTIL,
+    WARN,
+    WIPE,
+)
+from .rental import ask_teardown, session_end
 
 
 @cli.group()
@@ -37,8 +58,6 @@ def fleet_exit(report) -> int:
 
 def hold_fleet_tunnels(report, tunnels, out: Output) -> None:
     """Print every node's URL and keep the tunnels open until Ctrl-C (or SIGTERM)."""
-    import signal
-    import threading
 
     from . import fleet_views as views
 
@@ -54,54 +73,51 @@ def hold_fleet_tunnels(report, tunnels, out: Output) -> None:
             if line.url:
                 click.echo(f"{line.node} {line.url}")
     views.show_fleet_urls(console(stderr=True), report)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+    wait_for_interrupt()
     console(stderr=True).print(f"{len(tunnels)} tunnel(s) closed")
 
 
-@fleet.command("plan")
-@FLEET_YAML
-@PARALLEL
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-@ACCEPT_NEW_HOST_KEY
-def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_new_host_key: bool) -> None:
-    """Per-node facts and model choices, in one table."""
+def report_fleet(as_json: bool, show: Callable, fetch: Callable[[Callable], object]) -> None:
+    """Run a read-only fleet command: live progress, then its report shown by ``show``."""
     out = Output(as_json)
 
     def body() -> int:
-        from .. import api
-        from . import fleet_views as views
-
         with fleet_progress(as_json, plain=False) as progress:
-            report = api.fleet_plan(fleet_yaml, accept_new_host_key=accept_new_host_key,
-                                    parallel=parallel, on_event=progress.handle)
-        out.report(report, views.show_fleet_plan)
+            report = fetch(progress.handle)
+        out.report(report, show)
         return fleet_exit(report)
 
     run(body, out)
 
 
+@fleet.command("plan")
+@FLEET_YAML
+@PARALLEL
+@JSON_DOCUMENT
+@ACCEPT_NEW_HOST_KEY
+def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_new_host_key: bool) -> None:
+    """Per-node facts and model choices, in one table."""
+    from .. import api
+    from . import fleet_views
+
+    report_fleet(as_json, fleet_views.show_fleet_plan, lambda on_event: api.fleet_plan(
+        fleet_yaml, accept_new_host_key=accept_new_host_key, parallel=parallel, on_event=on_event))
+
+
 @fleet.command("up")
 @FLEET_YAML
 @PARALLEL
-@click.option("--max-downloads", type=click.IntRange(1, 256), metavar="N",
-              help="At most N nodes download models at once (default: no bound).")
+@MAX_DOWNLOADS
 @click.option("--fail-fast", is_flag=True, help="Start no new node after the first failure.")
 @click.option("--retry-failed", is_flag=True,
               help="Redo only the nodes that failed last time (.provision/last-fleet.json).")
 @click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Mark a node failed (and cut it off) when its up takes longer.")
-@click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
-@click.option("--no-launch", is_flag=True, help="Install everything but do not start ComfyUI.")
-@click.option("--no-models", is_flag=True, help="Skip the model downloads.")
+@JSON_RECAP
+@NO_LAUNCH
+@NO_MODELS
 @click.option("--no-tunnel", is_flag=True, help="Do not hold the tunnels open after launching.")
-@click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
-              metavar="SECONDS", help="How long to wait for another run's lock on a node.")
+@LOCK_WAIT_FLEET
 @ACCEPT_NEW_HOST_KEY
 def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[int], fail_fast: bool,
              retry_failed: bool, timeout: Optional[float], as_json: bool, no_launch: bool,
@@ -141,23 +157,15 @@ def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[i
 @fleet.command("status")
 @FLEET_YAML
 @PARALLEL
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_DOCUMENT
 @ACCEPT_NEW_HOST_KEY
 def fleet_status(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_new_host_key: bool) -> None:
     """Service, health and memory pressure of every node; exit 1 if any is not healthy."""
-    out = Output(as_json)
+    from .. import api
+    from . import fleet_views
 
-    def body() -> int:
-        from .. import api
-        from . import fleet_views as views
-
-        with fleet_progress(as_json, plain=False) as progress:
-            report = api.fleet_status(fleet_yaml, accept_new_host_key=accept_new_host_key,
-                                      parallel=parallel, on_event=progress.handle)
-        out.report(report, views.show_fleet_status)
-        return fleet_exit(report)
-
-    run(body, out)
+    report_fleet(as_json, fleet_views.show_fleet_status, lambda on_event: api.fleet_status(
+        fleet_yaml, accept_new_host_key=accept_new_host_key, parallel=parallel, on_event=on_event))
 
 
 @fleet.command("tunnel")
@@ -210,22 +218,18 @@ def fleet_inventory(fleet_yaml: str) -> None:
 
 @fleet.command("down")
 @FLEET_YAML
-@click.option("--wipe", type=click.Choice(["none", "models", "all"]), default="none",
-              show_default=True, help=WIPE_HELP)
-@click.option("--keep-outputs-remote", is_flag=True,
-              help="Leave the outputs on the nodes once they are copied.")
-@click.option("--discard-outputs", is_flag=True,
-              help="Wipe even when some outputs could not be copied (they are lost).")
-@click.option("--dry-run", is_flag=True, help="List what would be copied and deleted; change nothing.")
+@WIPE
+@KEEP_OUTPUTS_REMOTE_FLEET
+@DISCARD_OUTPUTS
+@DRY_RUN_TEARDOWN
 @click.option("--force", is_flag=True, help="Interrupt ComfyUI's queues instead of waiting for them.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for each queue to drain.")
 @PARALLEL
-@click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
+@JSON_RECAP
 @ACCEPT_NEW_HOST_KEY
 @click.option("--break-lock", is_flag=True, help="Take each node's lock even if another run holds it.")
-@click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
-              metavar="SECONDS", help="How long to wait for another run's lock on a node.")
+@LOCK_WAIT_FLEET
 def fleet_down(fleet_yaml: str, wipe: str, keep_outputs_remote: bool, discard_outputs: bool,
                dry_run: bool, force: bool, drain_timeout: float, parallel: Optional[int],
                as_json: bool, accept_new_host_key: bool, break_lock: bool, lock_wait: int) -> None:
@@ -252,14 +256,13 @@ def fleet_down(fleet_yaml: str, wipe: str, keep_outputs_remote: bool, discard_ou
 @FLEET_YAML
 @click.option("--model", type=click.Choice(["dev", "schnell"]),
               help="Model to bench (default: each node's model:).")
-@click.option("--steps", type=click.IntRange(1, 10000),
-              help="Sampler steps (default: 20 for dev, 4 for schnell, as in the seed's table).")
+@BENCH_STEPS
 @click.option("--runs", type=click.IntRange(1, 100), default=3, show_default=True,
               help="Measured runs per node, after one warm-up that is not counted.")
 @click.option("--seed", type=click.IntRange(0, 2**63), help="Base seed; run i uses SEED+i.")
-@click.option("--prompt", help="The text prompt (default: a fixed one).")
+@BENCH_PROMPT
 @PARALLEL
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_DOCUMENT
 @ACCEPT_NEW_HOST_KEY
 def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], runs: int,
                 seed: Optional[int], prompt: Optional[str], parallel: Optional[int], as_json: bool,
@@ -284,23 +287,17 @@ def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], run
 
 @fleet.command("session")
 @FLEET_YAML
-@click.option("--until", metavar="HH:MM", help="End at this local time (tomorrow if already past).")
-@click.option("--for", "duration", metavar="DURATION", help="End after this long, e.g. 3h, 45m, 20s.")
-@click.option("--warn", default="15m,5m", show_default=True, metavar="LIST",
-              help="Warn this long before the end (comma-separated; 'none' for no warnings).")
-@click.option("--wipe", type=click.Choice(["none", "models", "all"]), default="none",
-              show_default=True, help=WIPE_HELP)
-@click.option("--keep-outputs-remote", is_flag=True,
-              help="Leave the outputs on the nodes once they are copied.")
-@click.option("--discard-outputs", is_flag=True,
-              help="Wipe even when some outputs could not be copied (they are lost).")
-@click.option("--drain-timeout", type=click.FloatRange(min=0), default=60, show_default=True,
-              metavar="SECONDS", help="At the end, how long running work may finish before it is interrupted.")
-@click.option("--no-models", is_flag=True, help="Skip the model downloads.")
-@click.option("--max-downloads", type=click.IntRange(1, 256), metavar="N",
-              help="At most N nodes download models at once (default: no bound).")
+@UNTIL
+@FOR_DURATION
+@WARN
+@WIPE
+@KEEP_OUTPUTS_REMOTE_FLEET
+@DISCARD_OUTPUTS
+@SESSION_DRAIN_TIMEOUT
+@NO_MODELS
+@MAX_DOWNLOADS
 @PARALLEL
-@click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
+@JSON_RECAP
 @ACCEPT_NEW_HOST_KEY
 def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str], warn: str,
                   wipe: str, keep_outputs_remote: bool, discard_outputs: bool, drain_timeout: float,
@@ -313,15 +310,10 @@ def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str]
         import signal
 
         from .. import api
-        from ..teardown.deadline import parse_warnings
         from . import fleet_views as views
         from . import rental_views
 
-        deadline = session_deadline(until, duration)
-        try:
-            warnings = parse_warnings(warn)
-        except ValueError as error:
-            raise UsageError(f"--warn: {error}", "e.g. --warn 15m,5m") from None
+        deadline, warnings = session_end(until, duration, warn)
         err = console(stderr=True)
         countdown = rental_views.Countdown(err)
         phases = [fleet_progress(as_json)]

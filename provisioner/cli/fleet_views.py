@@ -14,12 +14,12 @@ from rich.text import Text
 
 from ..core.units import format_bytes, gib
 from .bench_views import format_stat
-from .console import STATUS_STYLE, VERDICT_STYLE, add_row, styled
+from .console import STATUS_STYLE, VERDICT_STYLE, ProgressView, add_row, styled
 
 FLEET_STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 
 
-class FleetProgress:
+class FleetProgress(ProgressView):
     """Live progress of a fleet; ``handle(name, event)`` may be called from any thread.
 
     On a terminal: one table row per node (node, phase, progress, elapsed), redrawn in place.
@@ -33,25 +33,16 @@ class FleetProgress:
         self.plain = plain
         self._rows: dict[str, dict] = {}
         self._lock = threading.Lock()
-        self._live = None
+        self._progress = None
 
     def __enter__(self) -> "FleetProgress":
         if self.console.is_terminal:
             from rich.live import Live
 
-            self._live = Live(console=self.console, get_renderable=self._table,
-                              refresh_per_second=4, transient=True)
-            self._live.__enter__()
+            self._progress = Live(console=self.console, get_renderable=self._table,
+                                  refresh_per_second=4, transient=True)
+            self._progress.__enter__()
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the live table (idempotent): the recap is printed next."""
-        live, self._live = self._live, None
-        if live is not None:
-            live.__exit__(None, None, None)
 
     def handle(self, name: str, event) -> None:
         """Render a ``fleet.NodeEvent`` or an ``engine.StepEvent`` of node ``name``."""
@@ -63,7 +54,7 @@ class FleetProgress:
                                                "started": now, "ended": None, "status": None,
                                                "bytes": {}})
             line = self._update(row, event, now)
-        if line and self.plain and self._live is None:
+        if line and self.plain and self._progress is None:
             self.console.print(Text.assemble(f"{name}: ", line), highlight=False, soft_wrap=True)
 
     def _update(self, row: dict, event, now: float) -> Text:

@@ -7,14 +7,17 @@ from typing import Optional
 import click
 
 from ..core.errors import ExitStatus
-from .app import (
+from .app import Output, cli, console, parse_memory_option, run, wait_for_interrupt
+from .options import (
     ACCEPT_NEW_HOST_KEY,
+    BREAK_LOCK,
+    JSON_DOCUMENT,
+    JSON_RECAP,
+    LOCK_WAIT,
+    NO_LAUNCH,
+    NO_MODELS,
     NODE_YAML,
-    Output,
-    cli,
-    console,
-    parse_memory_option,
-    run,
+    OPEN_BROWSER,
 )
 
 
@@ -42,16 +45,15 @@ def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_k
 @cli.command()
 @NODE_YAML
 @click.option("--dry-run", is_flag=True, help="Check every step and say what would change; change nothing.")
-@click.option("--no-launch", is_flag=True, help="Install everything but do not start ComfyUI.")
-@click.option("--no-models", is_flag=True, help="Skip the model downloads.")
-@click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
+@NO_LAUNCH
+@NO_MODELS
+@JSON_RECAP
 @click.option("-v", "--verbose", is_flag=True, help="Stream the node's full output.")
 @ACCEPT_NEW_HOST_KEY
-@click.option("--break-lock", is_flag=True, help="Take the node's lock even if another run holds it.")
-@click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
-              metavar="SECONDS", help="How long to wait for another run's lock.")
+@BREAK_LOCK
+@LOCK_WAIT
 @click.option("--no-tunnel", is_flag=True, help="Do not hold the tunnel open after launching.")
-@click.option("--open", "open_browser", is_flag=True, help="Open the URL in a browser once healthy.")
+@OPEN_BROWSER
 def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json: bool,
        verbose: bool, accept_new_host_key: bool, break_lock: bool, lock_wait: int,
        no_tunnel: bool, open_browser: bool) -> None:
@@ -102,8 +104,6 @@ def tunnel_note(message: str) -> None:
 
 def hold_tunnel(tunnel, open_browser: bool = False) -> None:
     """Print the URL and keep the tunnel open until Ctrl-C (or SIGTERM)."""
-    import signal
-    import threading
 
     from .node_views import show_tunnel_ready
 
@@ -115,13 +115,7 @@ def hold_tunnel(tunnel, open_browser: bool = False) -> None:
         import webbrowser
 
         webbrowser.open(tunnel.url)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        while not done.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+    wait_for_interrupt()
     err.print("tunnel closed")
 
 
@@ -143,7 +137,7 @@ def tunnel(node_yaml: str, accept_new_host_key: bool) -> None:
 
 @cli.command()
 @NODE_YAML
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@JSON_DOCUMENT
 @ACCEPT_NEW_HOST_KEY
 def status(node_yaml: str, as_json: bool, accept_new_host_key: bool) -> None:
     """Service state, health, device, models and memory pressure of a node."""

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.units import format_bytes, gib
-from .console import STATUS_STYLE, VERDICT_STYLE, add_row, styled, title
+from .console import STATUS_STYLE, VERDICT_STYLE, ProgressView, add_row, styled, title
 
 
 def _facts_table(report) -> Table:
@@ -87,7 +87,7 @@ def show_plan(console: Console, report) -> None:
                              f"{report.cost.commands} command(s)", "dim"))
 
 
-class StepProgress:
+class StepProgress(ProgressView):
     """Live progress of the step loop.
 
     On a terminal: a spinner line for the current step with its last output line, and one
@@ -124,11 +124,6 @@ class StepProgress:
             self._progress.__enter__()
             self._step_task = self._progress.add_task("connecting and reading facts...", total=None)
         return self
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-            self._progress = None
 
     def handle(self, event) -> None:
         """Render one ``engine.StepEvent``."""

@@ -8,30 +8,40 @@ from typing import Optional
 import click
 
 from ..core.errors import ExitStatus, UsageError
-from .app import ACCEPT_NEW_HOST_KEY, NODE_YAML, Output, cli, console, run
+from .app import Output, cli, console, run
 from .node import tunnel_note
-
-WIPE_HELP = ("What else to delete once the outputs are safe: none; models (the downloaded model "
-             "files); all (the whole work folder and the LaunchAgent: the node as it was).")
+from .options import (
+    ACCEPT_NEW_HOST_KEY,
+    BREAK_LOCK,
+    DISCARD_OUTPUTS,
+    DRY_RUN_TEARDOWN,
+    FOR_DURATION,
+    JSON_RECAP,
+    KEEP_OUTPUTS_REMOTE,
+    LOCK_WAIT,
+    NO_MODELS,
+    NODE_YAML,
+    OPEN_BROWSER,
+    SESSION_DRAIN_TIMEOUT,
+    UNTIL,
+    WARN,
+    WIPE,
+)
 
 
 @cli.command()
 @NODE_YAML
-@click.option("--wipe", type=click.Choice(["none", "models", "all"]), default="none",
-              show_default=True, help=WIPE_HELP)
-@click.option("--keep-outputs-remote", is_flag=True,
-              help="Leave the outputs on the node once they are copied.")
-@click.option("--discard-outputs", is_flag=True,
-              help="Wipe even when some outputs could not be copied (they are lost).")
-@click.option("--dry-run", is_flag=True, help="List what would be copied and deleted; change nothing.")
+@WIPE
+@KEEP_OUTPUTS_REMOTE
+@DISCARD_OUTPUTS
+@DRY_RUN_TEARDOWN
 @click.option("--force", is_flag=True, help="Interrupt ComfyUI's queue instead of waiting for it.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               metavar="SECONDS", help="How long to wait for the queue to drain.")
-@click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
+@JSON_RECAP
 @ACCEPT_NEW_HOST_KEY
-@click.option("--break-lock", is_flag=True, help="Take the node's lock even if another run holds it.")
-@click.option("--lock-wait", type=click.IntRange(0, 3600), default=10, show_default=True,
-              metavar="SECONDS", help="How long to wait for another run's lock.")
+@BREAK_LOCK
+@LOCK_WAIT
 def down(node_yaml: str, wipe: str, keep_outputs_remote: bool, discard_outputs: bool, dry_run: bool,
          force: bool, drain_timeout: float, as_json: bool, accept_new_host_key: bool,
          break_lock: bool, lock_wait: int) -> None:
@@ -50,13 +60,24 @@ def down(node_yaml: str, wipe: str, keep_outputs_remote: bool, discard_outputs: 
                                   drain_timeout=drain_timeout, accept_new_host_key=accept_new_host_key,
                                   break_lock=break_lock, lock_wait=lock_wait, on_event=progress.handle)
         except TeardownIncomplete as error:
-            if error.report is not None:
-                out.report(error.report, views.show_down)
+            out.partial(error, views.show_down)
             raise
         out.report(report, views.show_down)
         return ExitStatus.OK
 
     run(body, out)
+
+
+def session_end(until: Optional[str], duration: Optional[str], warn: str):
+    """Return the session's end from ``--until`` or ``--for`` (exactly one of them), and the
+    warnings ``--warn`` asks for before it."""
+    from ..teardown.deadline import parse_warnings
+
+    deadline = session_deadline(until, duration)
+    try:
+        return deadline, parse_warnings(warn)
+    except ValueError as error:
+        raise UsageError(f"--warn: {error}", "e.g. --warn 15m,5m") from None
 
 
 def session_deadline(until: Optional[str], duration: Optional[str]):
@@ -91,21 +112,16 @@ def ask_teardown() -> str:
 
 @cli.command()
 @NODE_YAML
-@click.option("--until", metavar="HH:MM", help="End at this local time (tomorrow if already past).")
-@click.option("--for", "duration", metavar="DURATION", help="End after this long, e.g. 3h, 45m, 20s.")
-@click.option("--warn", default="15m,5m", show_default=True, metavar="LIST",
-              help="Warn this long before the end (comma-separated; 'none' for no warnings).")
-@click.option("--wipe", type=click.Choice(["none", "models", "all"]), default="none",
-              show_default=True, help=WIPE_HELP)
-@click.option("--keep-outputs-remote", is_flag=True,
-              help="Leave the outputs on the node once they are copied.")
-@click.option("--discard-outputs", is_flag=True,
-              help="Wipe even when some outputs could not be copied (they are lost).")
-@click.option("--drain-timeout", type=click.FloatRange(min=0), default=60, show_default=True,
-              metavar="SECONDS", help="At the end, how long running work may finish before it is interrupted.")
-@click.option("--no-models", is_flag=True, help="Skip the model downloads.")
-@click.option("--json", "as_json", is_flag=True, help="Print the recap as one JSON document.")
-@click.option("--open", "open_browser", is_flag=True, help="Open the URL in a browser once healthy.")
+@UNTIL
+@FOR_DURATION
+@WARN
+@WIPE
+@KEEP_OUTPUTS_REMOTE
+@DISCARD_OUTPUTS
+@SESSION_DRAIN_TIMEOUT
+@NO_MODELS
+@JSON_RECAP
+@OPEN_BROWSER
 @ACCEPT_NEW_HOST_KEY
 def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn: str, wipe: str,
             keep_outputs_remote: bool, discard_outputs: bool, drain_timeout: float, no_models: bool,
@@ -117,16 +133,11 @@ def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn:
         import signal
 
         from .. import api
-        from ..teardown.deadline import parse_warnings
         from ..teardown.report import TeardownIncomplete
         from . import node_views
         from . import rental_views as views
 
-        deadline = session_deadline(until, duration)
-        try:
-            warnings = parse_warnings(warn)
-        except ValueError as error:
-            raise UsageError(f"--warn: {error}", "e.g. --warn 15m,5m") from None
+        deadline, warnings = session_end(until, duration, warn)
         err = console(stderr=True)
         steps = node_views.StepProgress(err)
         countdown = views.Countdown(err)
@@ -168,8 +179,7 @@ def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn:
                     ask=ask)
         except TeardownIncomplete as error:
             countdown.stop()
-            if error.report is not None:
-                out.report(error.report, views.show_down)
+            out.partial(error, views.show_down)
             raise
         finally:
             countdown.stop()

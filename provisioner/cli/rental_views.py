@@ -10,10 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.units import format_bytes
-from .console import add_row, styled, title
+from .console import ProgressView, add_row, styled, title
 
 
-class TeardownProgress:
+class TeardownProgress(ProgressView):
     """Live progress of ``down``: notes as lines; the harvest as a bar on a terminal, else
     a line when it starts and one when it ends (and one per failed file)."""
 
@@ -22,17 +22,6 @@ class TeardownProgress:
         self._progress = None
         self._task = None
         self._started = 0.0
-
-    def __enter__(self) -> "TeardownProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
-            self._progress = None
 
     def handle(self, event) -> None:
         """Render one ``teardown.TeardownEvent``."""

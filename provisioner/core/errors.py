@@ -1,6 +1,6 @@
 """One error tree for the whole tool.
 
-The library raises these and never prints or exits; ``cli.py`` catches ``ProvisionError``
+The library raises these and never prints or exits; ``cli/app.py`` catches ``ProvisionError``
 once, prints ``str(error)`` (one line) and the hint, and exits with ``error.exit_status``.
 """
 

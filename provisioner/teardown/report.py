@@ -8,6 +8,7 @@ from typing import Callable, Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from ..core.errors import ProvisionError
+from ..core.report import NodeReport
 from .cleanup import Removal, Wipe
 from .harvest import HarvestEvent, HarvestFailure, PulledFile
 from .harvest_plan import Refused
@@ -70,14 +71,9 @@ class SecretsReport(BaseModel):
     note: Optional[str] = None
 
 
-class DownReport(BaseModel):
+class DownReport(NodeReport):
     """What ``provision down`` did (or, dry, would do); ``--json`` is this model's JSON."""
 
-    model_config = ConfigDict(frozen=True)
-
-    schema_version: Literal[1] = 1
-    node: str
-    host: str
     dry_run: bool
     wipe: Wipe
     nothing_to_do: bool = False

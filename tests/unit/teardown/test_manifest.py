@@ -6,21 +6,14 @@ import hashlib
 import json
 import os
 
-from provisioner.teardown.harvest_plan import LocalFile, RemoteFile
+from provisioner.teardown.harvest_plan import LocalFile
 from provisioner.teardown.manifest import (
     ManifestEntry,
     local_view,
     read_manifest,
     write_manifest,
 )
-
-SHA_A = "a" * 64
-SHA_B = "b" * 64
-
-
-def remote(path: str, sha: str = SHA_A, size: int = 10, label: str = "output") -> RemoteFile:
-    return RemoteFile(label=label, path=path, remote=f"/n/ComfyUI/{label}/{path}", bytes=size,
-                      mtime_ns=1_700_000_000_000_000_000, sha256=sha)
+from tests.unit.teardown.cases import SHA_A, SHA_B, remote
 
 
 def test_manifest_round_trip(tmp_path):
