@@ -83,9 +83,12 @@ def run(args, scratch: Path) -> None:
         fetcher = f"{work}/hf_fetch.py"
         node.ssh(f"mkdir -p {shlex.quote(work)}/models/unet")
         node.ssh(f"cat > {shlex.quote(fetcher)}", input=args.fetcher.read_text())
+        for part in ("hf_fetch_io.py", "hf_fetch_ranges.py"):  # imported by hf_fetch.py
+            if (args.fetcher.parent / part).exists():
+                node.ssh(f"cat > {shlex.quote(work)}/{part}", input=(args.fetcher.parent / part).read_text())
         item = {"repo": REPO_ID, "file": FILE, "revision": commit, "dest": dest, "size": size,
                 "sha256": sha256, "quant": "Q8_0", "record": dest + ".verified"}
-        manifest = {"endpoint": hub.url, "token_file": None, "parallel": 1, "retries": 0,
+        manifest = {"endpoint": hub.url, "parallel": 1, "retries": 0,
                     "backoff": 0, "files": [item]}
         node.ssh(f"cat > {shlex.quote(work)}/manifest.json", input=json.dumps(manifest))
         python = "/usr/bin/python3"
@@ -147,8 +150,7 @@ def skip_figures(node, base, home, hub, item, runs):
                     dest=item["dest"], size=item["size"], sha256=item["sha256"], quant="Q8_0",
                     resolved=True)
     step = DownloadStep(name="models", kind="download", files=[spec], endpoint=hub.url,
-                        fetcher=f"{node.home}/bench/hf_fetch.py", python="/usr/bin/python3",
-                        token_file=f"{node.home}/bench/hf_token")
+                        fetcher=f"{node.home}/bench/hf_fetch.py", python="/usr/bin/python3")
 
     def skip(remote) -> None:
         if step.decide(probe_steps(remote, [step]).get(0)) is not None:

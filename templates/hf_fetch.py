@@ -1,21 +1,40 @@
 """Fetch model files from the Hugging Face Hub onto this node: resumable, verified, parallel.
 
-Uploaded and run by `provision up` (stdlib only; any Python 3.8+). It reads a JSON manifest on
-stdin (never a secret: the token is read from a 0600 file whose path the manifest names) and
-prints one JSON event per line on stdout.
+Uploaded and run by `provision up` (stdlib only; any Python 3.8+). It reads two lines on stdin:
+a JSON manifest, then the Hub token (an empty line when there is none), kept in memory only:
+never in a file, an argument or the environment. It prints one JSON event per line on stdout.
+With `stop_on_eof` it exits as soon as its stdin closes: the run that started it stopped it,
+or the SSH channel is gone; what is on disk then is what a kill would leave, and resumes.
 
 Why not huggingface_hub on the node: huggingface_hub 2.x deletes its partial file when a
 download fails, so a dropped 12 GB download would start again from zero. Here the bytes
 already on disk are kept in `<dest>.partial` and the next run resumes with an HTTP Range
 request, whatever killed the previous one (a lost SSH session, a reboot).
+
+The Hub's CDN caps what one connection gets, so a file above `range_threshold` bytes is
+fetched as several byte ranges at once, each on its own connection (`connections` per file,
+`max_connections` over all files), written in place into a preallocated `.partial`. What is
+on disk is listed in `<dest>.partial.ranges` after an fdatasync, so a cut run fetches only
+what is missing. A smaller file is one stream, hashed as it arrives; a ranged file is hashed
+once assembled. Either way size, sha256 (and a GGUF's quantization) are checked before the
+rename into place, and `<dest>.verified` records the result.
+
+The parts: hf_fetch_io.py (events, the GGUF check, hashing and flushing), hf_fetch_ranges.py
+(range bookkeeping as pure functions over [start, end) spans, and the ranged download), and
+here the Fetcher (HTTP, one stream) and main. The three files are uploaded together.
+
+Manifest: endpoint, stop_on_eof (false), parallel (3), retries (5), backoff (1.0), timeout (60),
+progress_interval (0.5), connections (8), max_connections (16), range_threshold (256 MiB),
+min_piece (16 MiB), files: [{repo, file, revision, dest, size, sha256, quant, record}].
+Events, by `event`: start {total}; ranges {pieces, connections, resumed_from, missing};
+progress {done, total}; retry {attempt, error, done[, range]}; note {message}; verify {bytes};
+done {bytes, resumed_from, connections}; error {message}. Each names its file by `dest`.
 """
 
 import hashlib
 import http.client
 import json
 import os
-import queue
-import struct
 import sys
 import threading
 import time
@@ -24,208 +43,42 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-CHUNK = 1 << 20
-BUFFERS = 8  # blocks in flight between the socket and the hashing thread
-FLUSH_EVERY = 128 << 20  # bytes written between two background fdatasyncs
-_print_lock = threading.Lock()
+# The fetcher's other parts are uploaded beside it; a test may load this file from elsewhere.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# ggml tensor types (ggml.h) that are not quantized: ignored when finding a file's quant.
-_FLOAT_TYPES = {0: "F32", 1: "F16", 30: "BF16", 28: "F64"}
-_GGML_TYPES = {2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K",
-               11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K"}
+from hf_fetch_io import (  # noqa: E402
+    MIN_PIECE,
+    FetchError,
+    Flusher,
+    Hasher,
+    RangeIgnored,
+    _setting,
+    emit,
+    expected_main_type,
+    gguf_main_type,
+    remove,
+    sha256_file,
+    write_record,
+)
+from hf_fetch_ranges import RangedDownload, clip_spans, parse_sidecar, span_bytes  # noqa: E402
 
-
-def emit(**event):
-    with _print_lock:
-        sys.stdout.write(json.dumps(event) + "\n")
-        sys.stdout.flush()
-
-
-class FetchError(Exception):
-    pass
-
-
-def gguf_main_type(path):
-    """Return the quantization most of a GGUF file's weights use, e.g. "Q4_K"."""
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            raise FetchError("not a GGUF file (bad magic)")
-        version = struct.unpack("<I", handle.read(4))[0]
-        count_format = "<Q" if version >= 2 else "<I"
-        count_size = 8 if version >= 2 else 4
-        tensors = struct.unpack(count_format, handle.read(count_size))[0]
-        kvs = struct.unpack(count_format, handle.read(count_size))[0]
-
-        def read_string():
-            length = struct.unpack(count_format, handle.read(count_size))[0]
-            return handle.read(length)
-
-        scalar = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-        def skip_value(kind):
-            if kind in scalar:
-                handle.seek(scalar[kind], 1)
-            elif kind == 8:
-                read_string()
-            elif kind == 9:
-                item_kind = struct.unpack("<I", handle.read(4))[0]
-                items = struct.unpack(count_format, handle.read(count_size))[0]
-                if item_kind in scalar:
-                    handle.seek(scalar[item_kind] * items, 1)
-                else:
-                    for _ in range(items):
-                        skip_value(item_kind)
-            else:
-                raise FetchError("unknown GGUF value type %d" % kind)
-
-        for _ in range(kvs):
-            read_string()
-            skip_value(struct.unpack("<I", handle.read(4))[0])
-        weight = {}
-        for _ in range(tensors):
-            read_string()
-            dims = struct.unpack("<I", handle.read(4))[0]
-            elements = 1
-            for size in struct.unpack("<%dQ" % dims, handle.read(8 * dims)):
-                elements *= size
-            kind = struct.unpack("<I", handle.read(4))[0]
-            handle.seek(8, 1)
-            if kind not in _FLOAT_TYPES:
-                name = _GGML_TYPES.get(kind, "type%d" % kind)
-                weight[name] = weight.get(name, 0) + elements
-    if not weight:
-        return "F16"
-    return max(weight, key=weight.get)
-
-
-def expected_main_type(quant):
-    """Map a catalog quant name to the ggml type most tensors use: Q4_K_S -> Q4_K."""
-    quant = quant.upper()
-    for suffix in ("_S", "_M", "_L"):
-        if quant.endswith(suffix) and "_K" in quant:
-            return quant[: -len(suffix)]
-    return quant
-
-
-def sha256_file(path, upto=None):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        remaining = upto
-        while True:
-            size = CHUNK * 8 if remaining is None else min(CHUNK * 8, remaining)
-            if size == 0:
-                break
-            block = handle.read(size)
-            if not block:
-                break
-            digest.update(block)
-            if remaining is not None:
-                remaining -= len(block)
-    return digest
-
-
-class Hasher(threading.Thread):
-    """sha256 on a thread of its own, fed from a small pool of reusable buffers.
-
-    hashlib releases the GIL on big blocks, so hashing runs next to the socket read and the
-    disk write instead of after them; reused buffers spare an allocation per block."""
-
-    def __init__(self, digest):
-        super().__init__(daemon=True)
-        self.digest = digest
-        self.todo = queue.Queue()
-        self.free = queue.Queue()
-        for _ in range(BUFFERS):
-            self.free.put(bytearray(CHUNK))
-        self.start()
-
-    def run(self):
-        while True:
-            job = self.todo.get()
-            if job is None:
-                return
-            buf, count = job
-            try:
-                self.digest.update(memoryview(buf)[:count])
-            finally:
-                self.free.put(buf)
-
-    def buffer(self):
-        """Return a free buffer (waits while all of them are being hashed)."""
-        return self.free.get()
-
-    def release(self, buf):
-        self.free.put(buf)
-
-    def update(self, buf, count):
-        """Hash the first ``count`` bytes of ``buf``, then give it back to the pool."""
-        self.todo.put((buf, count))
-
-    def finish(self):
-        """Hash what is queued; return the digest."""
-        self.todo.put(None)
-        self.join()
-        return self.digest
-
-
-class Flusher(threading.Thread):
-    """fdatasync every FLUSH_EVERY bytes on a thread of its own, so a big file goes to disk
-    while it arrives and the fsync before the rename has little left to write."""
-
-    def __init__(self, fd):
-        super().__init__(daemon=True)
-        self.fd = fd
-        self.pending = 0
-        self.wake = threading.Event()
-        self.stopping = False
-        self.start()
-
-    def wrote(self, count):
-        self.pending += count
-        if self.pending >= FLUSH_EVERY:
-            self.pending = 0
-            self.wake.set()
-
-    def run(self):
-        sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
-        while True:
-            self.wake.wait()
-            self.wake.clear()
-            if self.stopping:
-                return
-            try:
-                sync(self.fd)
-            except OSError:
-                return  # the final fsync reports real trouble
-
-    def stop(self):
-        """Stop and wait (before the file is closed: the fd must not be reused meanwhile)."""
-        self.stopping = True
-        self.wake.set()
-        self.join()
-
-
-def write_record(item, sha256):
-    stat = os.stat(item["dest"])
-    record = {"size": stat.st_size, "mtime": int(stat.st_mtime), "sha256": sha256}
-    tmp = item["record"] + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(record, handle)
-    os.replace(tmp, item["record"])
+# -- the Fetcher: HTTP, and a file as one stream -------------------------------------------------
 
 
 class Fetcher:
-    def __init__(self, manifest):
+    def __init__(self, manifest, token=None):
         self.endpoint = manifest["endpoint"].rstrip("/")
-        self.token = None
-        token_file = manifest.get("token_file")
-        if token_file and os.path.exists(token_file):
-            with open(token_file) as handle:
-                self.token = handle.read().strip() or None
+        self.token = token or None  # from stdin, held in memory only
         self.retries = int(manifest.get("retries", 5))
         self.backoff = float(manifest.get("backoff", 1.0))
         self.timeout = float(manifest.get("timeout", 60))
         self.interval = float(manifest.get("progress_interval", 0.5))
+        self.connections = max(1, int(_setting(manifest, "connections", 8)))
+        self.threshold = int(_setting(manifest, "range_threshold", 256 << 20))
+        self.min_piece = max(1, int(_setting(manifest, "min_piece", MIN_PIECE)))
+        # Each HTTP transfer, ranged or not, of any file holds one slot while it runs.
+        self.slots = threading.BoundedSemaphore(max(1, int(_setting(manifest, "max_connections", 16))))
+        self.hub_host = urllib.parse.urlsplit(self.endpoint).netloc
 
     def url(self, item):
         quote = urllib.parse.quote
@@ -233,75 +86,136 @@ class Fetcher:
                                         quote(item.get("revision") or "main", safe=""),
                                         quote(item["file"]))
 
+    def open(self, item, first=None, last=None):
+        """GET the file through /resolve, from byte ``first`` (to ``last``, inclusive) if given.
+
+        Called for every attempt: the Hub's redirect is a signed URL that expires, so it is
+        asked for again rather than reused."""
+        request = urllib.request.Request(self.url(item))
+        if self.token:
+            # Unredirected: the token goes to the Hub only, never to the CDN it redirects to.
+            request.add_unredirected_header("Authorization", "Bearer " + self.token)
+        if first is not None:
+            request.add_header("Range", "bytes=%d-%s" % (first, "" if last is None else last))
+        return urllib.request.urlopen(request, timeout=self.timeout)
+
+    def fatal(self, error, item):
+        """Return the FetchError to stop with if retrying cannot help: HTTP 401/403/404 from the
+        Hub itself (the same from the CDN may be an expired signed URL: a retry re-resolves)."""
+        if (isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404)
+                and urllib.parse.urlsplit(error.filename or "").netloc in ("", self.hub_host)):
+            return FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"], item["file"]))
+        return None
+
     def fetch(self, item):
         dest = item["dest"]
+        partial, sidecar = dest + ".partial", dest + ".partial.ranges"
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if os.path.exists(dest):
             digest = sha256_file(dest).hexdigest()
             if self.matches(item, os.path.getsize(dest), digest):
                 write_record(item, digest)
+                remove(sidecar)  # left by a run killed between the rename and its removal
                 emit(event="done", dest=dest, bytes=os.path.getsize(dest), resumed_from=0,
                      note="present; verified")
                 return
             emit(event="note", dest=dest, message="on-disk file failed verification; fetching again")
             os.remove(dest)
-        partial = dest + ".partial"
-        offset = os.path.getsize(partial) if os.path.exists(partial) else 0
-        expected = item.get("size")
-        if expected is not None and offset > expected:
-            os.remove(partial)
-            offset = 0
-        digest = sha256_file(partial) if offset else hashlib.sha256()
-        resumed_from = offset
-        attempt = 0
-        # A partial as long as the file (a run killed before the rename) needs no request:
-        # a Range from its end would be answered 416, run after run.
-        while expected is None or offset < expected:
+        done = self.on_disk(item, partial, sidecar)
+        resumed_from, connections, digest = span_bytes(done), 1, None
+        size = item.get("size")
+        ranged = size is not None and (os.path.exists(sidecar) or
+                                       (size > self.threshold and self.connections > 1))
+        if ranged:
             try:
-                offset, digest = self.stream(item, partial, offset, digest)
-                break
-            except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
-                if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404):
-                    raise FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"],
-                                                                          item["file"]))
-                attempt += 1
-                if attempt > self.retries:
-                    raise FetchError("gave up after %d retries: %s (the %d bytes fetched are kept; "
-                                     "the next run resumes)" % (self.retries, error, offset))
-                emit(event="retry", dest=dest, attempt=attempt, error=str(error)[:200], done=offset)
-                time.sleep(self.backoff * (2 ** (attempt - 1)))
-                offset = os.path.getsize(partial) if os.path.exists(partial) else 0
-                digest = sha256_file(partial) if offset else hashlib.sha256()
+                connections = RangedDownload(self, item, partial, sidecar, done).run()
+            except RangeIgnored as error:
+                emit(event="note", dest=dest, fallback="one stream",
+                     message="%s: fetching the file as one stream, from zero" % error)
+                remove(sidecar)
+                open(partial, "wb").close()
+                ranged, resumed_from = False, 0
+        if not ranged:
+            digest = self.fetch_stream(item, partial, resumed_from)
+        length = os.path.getsize(partial)
+        if digest is None:  # ranges arrive out of order: hash the assembled file
+            emit(event="verify", dest=dest, bytes=length)
+            digest = sha256_file(partial)
         sha256 = digest.hexdigest()
-        if not self.matches(item, offset, sha256):
-            os.remove(partial)
+        if not self.matches(item, length, sha256):
+            remove(partial, sidecar)
             raise FetchError("downloaded %s does not match: got %d bytes sha256 %s, expected %s bytes "
                              "sha256 %s; removed, the next run fetches it again"
-                             % (item["file"], offset, sha256, expected, item.get("sha256")))
+                             % (item["file"], length, sha256, size, item.get("sha256")))
         if item.get("quant") and dest.endswith(".gguf"):
             found = gguf_main_type(partial)
             wanted = expected_main_type(item["quant"])
             if found != wanted:
-                os.remove(partial)
+                remove(partial, sidecar)
                 raise FetchError("%s is a GGUF of %s weights, but the catalog says %s (%s)"
                                  % (item["file"], found, item["quant"], wanted))
         os.replace(partial, dest)
+        remove(sidecar)
         write_record(item, sha256)
-        emit(event="done", dest=dest, bytes=offset, resumed_from=resumed_from)
+        emit(event="done", dest=dest, bytes=length, resumed_from=resumed_from,
+             connections=connections)
+
+    def on_disk(self, item, partial, sidecar):
+        """Return the spans of the file already in ``partial``; remove what cannot be trusted.
+
+        With a sidecar, the spans it lists (the ranged download writes it before the partial
+        grows). Without one, the partial's first bytes: the single stream appends in order."""
+        size = item.get("size")
+        length = os.path.getsize(partial) if os.path.exists(partial) else 0
+        if os.path.exists(sidecar):
+            with open(sidecar) as handle:
+                spans = parse_sidecar(handle.read(), size, item.get("sha256"))
+            if size is not None and spans is not None:
+                return clip_spans(spans, length)
+            emit(event="note", dest=item["dest"],
+                 message="the range record of the partial file is for another file; fetching again")
+            remove(partial, sidecar)
+            return []
+        if size is not None and length > size:
+            remove(partial)
+            return []
+        return [[0, length]] if length else []
 
     def matches(self, item, size, sha256):
         if item.get("size") is not None and size != item["size"]:
             return False
         return not item.get("sha256") or sha256 == item["sha256"]
 
+    def fetch_stream(self, item, partial, offset):
+        """Fetch the file as one stream from ``offset`` (the partial's first bytes are kept),
+        with retries; return the sha256 digest of the whole file."""
+        expected = item.get("size")
+        digest = sha256_file(partial) if offset else hashlib.sha256()
+        attempt = 0
+        # A partial as long as the file (a run killed before the rename) needs no request:
+        # a Range from its end would be answered 416, run after run.
+        while expected is None or offset < expected:
+            try:
+                with self.slots:
+                    offset, digest = self.stream(item, partial, offset, digest)
+                break
+            except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
+                fatal = self.fatal(error, item)
+                if fatal is not None:
+                    raise fatal
+                attempt += 1
+                if attempt > self.retries:
+                    raise FetchError("gave up after %d retries: %s (the %d bytes fetched are kept; "
+                                     "the next run resumes)" % (self.retries, error, offset))
+                emit(event="retry", dest=item["dest"], attempt=attempt, error=str(error)[:200],
+                     done=offset)
+                time.sleep(self.backoff * (2 ** (attempt - 1)))
+                offset = os.path.getsize(partial) if os.path.exists(partial) else 0
+                digest = sha256_file(partial) if offset else hashlib.sha256()
+        return digest
+
     def stream(self, item, partial, offset, digest):
-        request = urllib.request.Request(self.url(item))
-        if self.token:
-            # Unredirected: the token goes to the Hub only, never to the CDN it redirects to.
-            request.add_unredirected_header("Authorization", "Bearer " + self.token)
-        if offset:
-            request.add_header("Range", "bytes=%d-" % offset)
-        response = urllib.request.urlopen(request, timeout=self.timeout)
+        response = self.open(item, offset or None)
         if offset and response.status != 206:
             offset, digest = 0, hashlib.sha256()  # the server ignored Range: start over
         total = item.get("size")
@@ -332,14 +246,26 @@ class Fetcher:
                 os.fsync(handle.fileno())
         finally:
             digest = hasher.finish()
+            response.close()
         if total is not None and offset < total:
             raise FetchError("connection ended early at %d of %d bytes" % (offset, total))
         return offset, digest
 
 
+def exit_when_stdin_closes():
+    """Exit at once when stdin ends: the run that started us closed our channel, or lost it."""
+    while sys.stdin.read(4096):
+        pass
+    os._exit(3)  # no cleanup: what is on disk is what a kill leaves, and the next run resumes
+
+
 def main():
-    manifest = json.load(sys.stdin)
-    fetcher = Fetcher(manifest)
+    # Line 1: the manifest; line 2: the token (empty: none). Never a file, never argv.
+    manifest = json.loads(sys.stdin.readline())
+    token = sys.stdin.readline().strip()
+    if manifest.get("stop_on_eof"):
+        threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
+    fetcher = Fetcher(manifest, token)
     failures = []
 
     def run(item):

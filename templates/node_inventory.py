@@ -79,18 +79,20 @@ def harvest(root):
 
 
 def downloaded_models(models, recorded):
-    """Model files provision fetched: those with a .verified record or a .partial, and
-    the ones state.json lists."""
+    """Model files provision fetched: those with a .verified record, a .partial (and the
+    .partial.ranges of a file fetched in byte ranges), and the ones state.json lists."""
+    companions = (".verified", ".partial.ranges", ".partial")
     found = {}
     for full, _ in (regular_files(models) if os.path.isdir(models) else []):
-        for suffix in (".verified", ".partial"):
+        for suffix in companions:
             if full.endswith(suffix):
                 found[full] = True
                 found[full[: -len(suffix)]] = True
+                break
     for path in recorded:
         found[path] = True
-        found[path + ".verified"] = True
-        found[path + ".partial"] = True
+        for suffix in companions:
+            found[path + suffix] = True
     for path in sorted(found):
         try:
             info = os.lstat(path)

@@ -7,7 +7,8 @@ FACTS.md, "Hugging Face Hub protocol"), checked against huggingface_hub 2.4.0's 
   `X-Linked-Size` for LFS files: sha256 / size), `Content-Length`, `Accept-Ranges: bytes`,
   `Range` -> 206 + `Content-Range` (416 when unsatisfiable). No Xet headers, so the client
   downloads over plain HTTP. With `cdn=True`, LFS files answer 302 to a second port (as the
-  real Hub redirects to its CDN) and the body comes from there.
+  real Hub redirects to its CDN) and the body comes from there; `expire_redirects(seconds)`
+  makes those redirect URLs expire (403 from the CDN afterwards), as the Hub's signed ones do.
 - `POST /api/models/{repo}/paths-info/{revision}` (form `paths=..&expand=..`),
   `GET /api/models/{repo}[/revision/{revision}]` (`?blobs=true` adds sizes and sha256),
   `GET /api/models/{repo}/tree/{revision}[/{path}]` (used by `snapshot_download`),
@@ -18,7 +19,13 @@ FACTS.md, "Hugging Face Hub protocol"), checked against huggingface_hub 2.4.0's 
 
 Gated repos gate file content and `auth-check` only; their metadata is public, as on the Hub.
 Bodies are streamed from disk with `os.sendfile`, so multi-GB files cost no memory.
-The request log records whether an `Authorization` header came, never its value.
+The request log records whether an `Authorization` header came, never its value, and when each
+request started and ended (time.monotonic), so tests can see requests overlap.
+
+Faults and limits, for downloaders: `cut_after` (drop a body after N bytes, optionally only the
+request whose Range starts at an offset), `ignore_range` (answer 200 with the whole body, as a
+server without range support), `throttle` (a cap in bytes/s on each connection, as a CDN that
+limits what one connection gets).
 
 Usage::
 
@@ -38,6 +45,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
@@ -90,6 +98,8 @@ class HubRequest:
     status: int
     bytes_sent: int  # body bytes written
     dropped: bool  # the body ended early: cut by cut_after, or the client went away
+    started: float = 0.0  # time.monotonic() when the request was read
+    ended: float | None = None  # time.monotonic() when its answer was finished (None: still going)
 
 
 @dataclass
@@ -109,6 +119,15 @@ class _Entry:
     status: int = 0
     bytes_sent: int = 0
     dropped: bool = False
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+
+
+@dataclass
+class _Cut:
+    n_bytes: int
+    times: int
+    range_start: int | None  # only requests for bytes from this offset (None: any request)
 
 
 @dataclass
@@ -135,7 +154,10 @@ class FakeHub:
         self._lock = threading.Lock()
         self._repos: dict[str, _Repo] = {}
         self._token: str | None = None
-        self._cuts: dict[tuple[str, str], list[int]] = {}  # (repo, path) -> [n_bytes, times]
+        self._cuts: dict[tuple[str, str], list[_Cut]] = {}  # (repo, path) -> cuts, oldest first
+        self._ignore_range = False
+        self._throttle: int | None = None  # bytes/s per connection
+        self._redirect_ttl: float | None = None  # seconds a CDN redirect stays valid
         self._log: list[_Entry] = []
         self._connections: set[socket.socket] = set()
         self._blob_dir: Path | None = None  # made on the first add_file(bytes), removed by stop()
@@ -274,22 +296,60 @@ class FakeHub:
 
     # -- faults ------------------------------------------------------------------------------
 
-    def cut_after(self, repo: str, path: str, n_bytes: int, *, times: int = 1) -> None:
-        """Make the next `times` GETs of that file send `n_bytes` of body, then drop the connection."""
+    def cut_after(
+        self, repo: str, path: str, n_bytes: int, *, times: int = 1, range_start: int | None = None
+    ) -> None:
+        """Make the next `times` GETs of that file send `n_bytes` of body, then drop the connection.
+
+        With `range_start`, only GETs for bytes from that offset are cut (`Range: bytes=N-...`;
+        a GET without Range starts at 0): one range of a multi-connection download. A new cut
+        for the same file and `range_start` replaces the old one; cuts for other offsets stay.
+        """
         if n_bytes < 0 or times < 1:
             raise ValueError("n_bytes must be >= 0 and times >= 1")
+        if range_start is not None and range_start < 0:
+            raise ValueError("range_start must be >= 0")
         with self._lock:
-            self._cuts[(repo, path.strip("/"))] = [n_bytes, times]
+            cuts = self._cuts.setdefault((repo, path.strip("/")), [])
+            cuts[:] = [cut for cut in cuts if cut.range_start != range_start]
+            cuts.append(_Cut(n_bytes, times, range_start))
 
-    def _take_cut(self, repo: str, path: str) -> int | None:
+    def _take_cut(self, repo: str, path: str, start: int) -> int | None:
         with self._lock:
-            cut = self._cuts.get((repo, path))
+            cuts = self._cuts.get((repo, path), [])
+            cut = next((c for c in cuts if c.range_start in (None, start)), None)
             if cut is None:
                 return None
-            cut[1] -= 1
-            if cut[1] == 0:
-                del self._cuts[(repo, path)]
-            return cut[0]
+            cut.times -= 1
+            if cut.times == 0:
+                cuts.remove(cut)
+            return cut.n_bytes
+
+    def ignore_range(self, enabled: bool = True) -> None:
+        """Answer every GET with 200 and the whole body, whatever its Range (no Accept-Ranges)."""
+        with self._lock:
+            self._ignore_range = enabled
+
+    def throttle(self, bytes_per_second: int | None) -> None:
+        """Cap each connection's file body at `bytes_per_second` (None: no cap), as a CDN does.
+
+        The cap is per connection, not shared: N connections get N times the rate."""
+        if bytes_per_second is not None and bytes_per_second < 1:
+            raise ValueError("bytes_per_second must be >= 1")
+        with self._lock:
+            self._throttle = bytes_per_second
+
+    def expire_redirects(self, after_seconds: float | None) -> None:
+        """Make CDN redirect URLs expire `after_seconds` after the Hub issued them (None: never).
+
+        An expired URL gets 403 from the CDN, as a signed URL past its `X-Amz-Expires` does:
+        a client must ask `/resolve` again. Only with `cdn=True`."""
+        with self._lock:
+            self._redirect_ttl = after_seconds
+
+    def _serving_options(self) -> tuple[bool, int | None]:
+        with self._lock:
+            return self._ignore_range, self._throttle
 
     # -- request log -------------------------------------------------------------------------
 
@@ -416,12 +476,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.server.hub._record(self._entry)
         try:
+            self._answer(method, split.path)
+        finally:
+            self._entry.ended = time.monotonic()
+
+    def _answer(self, method: str, raw_path: str) -> None:
+        try:
             body = self._read_body()
             try:
                 if self.server.role == "cdn":
-                    self._route_cdn(method, split.path)
+                    self._route_cdn(method, raw_path)
                 else:
-                    self._route(method, split.path, body)
+                    self._route(method, raw_path, body)
             except _HubError as error:
                 self._send_error(error)
         except (BrokenPipeError, ConnectionResetError):
@@ -494,6 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
         hub_file = self.server.hub._blob_by_sha(match.group(1)) if match else None
         if method not in ("GET", "HEAD") or hub_file is None:
             raise _HubError(404, None, "Not Found")
+        expires = self._query.get("expires", [None])[-1]
+        if expires is not None and time.time() > float(expires):
+            raise _HubError(403, None, "Request has expired")
         self._serve_file(method, hub_file, {})
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -515,40 +584,55 @@ class _Handler(BaseHTTPRequestHandler):
             # As the real Hub: the redirect carries the metadata; the body lives elsewhere.
             headers["ETag"] = f'"{hub_file.blob_id}"'
             headers["Location"] = f"{cdn}/blobs/{hub_file.sha256}?repo={quote(repo, safe='')}"
+            with hub._lock:
+                ttl = hub._redirect_ttl
+            if ttl is not None:
+                headers["Location"] += f"&expires={time.time() + ttl:.3f}"
             return self._send_bytes(method, 302, b"", headers)
         self._serve_file(method, hub_file, headers)
 
     def _serve_file(self, method: str, hub_file: HubFile, headers: dict[str, str]) -> None:
         size = hub_file.size
+        ignore_range, rate = self.server.hub._serving_options()
         headers = {
             **headers,
-            "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
             "Content-Disposition": f"inline; filename*=UTF-8''{quote(PurePosixPath(hub_file.path).name)}",
         }
+        if not ignore_range:
+            headers["Accept-Ranges"] = "bytes"
         headers.setdefault("ETag", f'"{hub_file.etag}"')
         start, end, status = 0, size - 1, 200
+        requested_start = 0  # what cut_after(range_start=) matches, even when Range is ignored
         range_header = self.headers.get("Range")
         if range_header is not None:
             parsed = _parse_range(range_header, size)
-            if parsed is None:
+            if ignore_range:
+                requested_start = parsed[0] if parsed else 0
+            elif parsed is None:
                 raise _HubError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"})
-            if parsed != ():
+            elif parsed != ():
                 start, end = parsed
-                status = 206
+                requested_start, status = start, 206
                 headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1
         self._start(status, {**headers, "Content-Length": str(length)})
         if method == "HEAD" or length == 0:
             return
-        cut = self.server.hub._take_cut(hub_file.repo, hub_file.path)
+        cut = self.server.hub._take_cut(hub_file.repo, hub_file.path, requested_start)
         limit = length if cut is None else min(cut, length)
         self.wfile.flush()
         sock_fd = self.connection.fileno()
         entry, done = self._entry, 0
+        block = _CHUNK if rate is None else max(16 * 1024, min(_CHUNK, rate // 200))  # 5 ms of it
+        began = time.monotonic()
         with open(hub_file.source, "rb") as source:
             while done < limit:
-                count = min(_CHUNK, limit - done)
+                if rate is not None:  # keep this connection at `rate` bytes/s from its start
+                    delay = began + done / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                count = min(block, limit - done)
                 entry.bytes_sent = done + count  # raised first: see _Entry
                 try:
                     sent = os.sendfile(sock_fd, source.fileno(), start + done, count)

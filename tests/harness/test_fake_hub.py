@@ -13,8 +13,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gguf
@@ -336,3 +338,102 @@ def test_hf_cli_downloads_from_the_fake_hub(direct_hub: FakeHub, model_files: di
     assert allowed.returncode == 0, allowed.stderr
     assert _sha256(tmp_path / "gated" / GATED_NAME) == _sha256(model_files["gated"])
     assert TOKEN not in repr(direct_hub.requests)
+
+
+# -- what a multi-connection downloader needs ---------------------------------------------------
+
+
+def test_ignore_range_answers_200_with_the_whole_body(direct_hub: FakeHub, model_files: dict[str, Path]):
+    data = model_files["gguf"].read_bytes()
+    url = _resolve_url(direct_hub, GGUF_REPO, GGUF_NAME)
+    direct_hub.ignore_range()
+    for asked in ("bytes=100-199", f"bytes={len(data)}-"):  # even one past the end: no 416
+        with _NO_PROXY.open(urllib.request.Request(url, headers={"Range": asked})) as response:
+            assert response.status == 200 and "Content-Range" not in response.headers
+            assert "Accept-Ranges" not in response.headers
+            assert response.read() == data
+    direct_hub.ignore_range(False)
+    with _NO_PROXY.open(urllib.request.Request(url, headers={"Range": "bytes=100-199"})) as response:
+        assert response.status == 206 and response.read() == data[100:200]
+
+
+def test_cut_after_with_range_start_cuts_only_the_range_from_that_offset(
+    direct_hub: FakeHub, model_files: dict[str, Path]
+):
+    data = model_files["gguf"].read_bytes()
+    url = _resolve_url(direct_hub, GGUF_REPO, GGUF_NAME)
+    direct_hub.cut_after(GGUF_REPO, GGUF_NAME, 1000, range_start=100_000)
+    direct_hub.cut_after(GGUF_REPO, GGUF_NAME, 500, range_start=0)
+
+    def get(asked: str | None) -> bytes:
+        headers = {"Range": asked} if asked else {}
+        with _NO_PROXY.open(urllib.request.Request(url, headers=headers)) as response:
+            try:
+                return response.read()
+            except http.client.IncompleteRead as truncated:
+                return truncated.partial
+
+    assert get("bytes=50000-99999") == data[50_000:100_000]  # no cut for that offset
+    assert get("bytes=100000-") == data[100_000:101_000]
+    assert get("bytes=100000-") == data[100_000:], "one-shot"
+    assert get(None) == data[:500], "a GET without Range starts at 0"
+    gets = [r for r in direct_hub.requests if r.method == "GET"]
+    assert [(r.range, r.bytes_sent, r.dropped) for r in gets] == [
+        ("bytes=50000-99999", 50_000, False),
+        ("bytes=100000-", 1000, True),
+        ("bytes=100000-", len(data) - 100_000, False),
+        (None, 500, True),
+    ]
+
+
+def test_throttle_caps_each_connection_and_the_log_shows_when(direct_hub: FakeHub, model_files: dict[str, Path]):
+    size = model_files["gguf"].stat().st_size  # about 300 kB
+    url = _resolve_url(direct_hub, GGUF_REPO, GGUF_NAME)
+    rate = 1_000_000
+    direct_hub.throttle(rate)
+
+    def get(_: int) -> int:
+        with _NO_PROXY.open(url) as response:
+            return len(response.read())
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(get, range(2))) == [size, size]
+    gets = [r for r in direct_hub.requests if r.method == "GET"]
+    assert len(gets) == 2 and all(r.ended is not None for r in gets)
+    for request in gets:
+        assert request.ended - request.started >= 0.9 * size / rate  # type: ignore[operator]
+    assert max(r.started for r in gets) < min(r.ended for r in gets), "side by side"  # type: ignore[type-var]
+    # Per connection: two at once take about as long as one, not twice as long.
+    assert max(r.ended for r in gets) - min(r.started for r in gets) < 1.6 * size / rate  # type: ignore[operator]
+    direct_hub.throttle(None)
+    assert get(0) == size
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_expired_redirects_are_refused_by_the_cdn(model_files: dict[str, Path]):
+    data = model_files["gguf"].read_bytes()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+    with FakeHub(cdn=True) as hub:
+        hub.add_file(GGUF_REPO, GGUF_NAME, model_files["gguf"])
+        hub.expire_redirects(0.3)
+
+        def resolve() -> str:
+            with pytest.raises(urllib.error.HTTPError) as redirect:
+                opener.open(_resolve_url(hub, GGUF_REPO, GGUF_NAME))
+            assert redirect.value.code == 302
+            return redirect.value.headers["Location"]
+
+        location = resolve()
+        assert "expires=" in location and location.startswith(str(hub.cdn_url))
+        with opener.open(location) as response:
+            assert response.read() == data
+        time.sleep(0.4)
+        with pytest.raises(urllib.error.HTTPError) as expired:
+            opener.open(location)
+        assert expired.value.code == 403 and expired.value.headers["X-Error-Message"] == "Request has expired"
+        with opener.open(resolve()) as response:  # a fresh redirect works again
+            assert response.read() == data

@@ -49,6 +49,7 @@ def work(tmp_path) -> Path:
     (unet / "flux.gguf").write_bytes(b"G" * 30)
     (unet / "flux.gguf.verified").write_text("{}")
     (unet / "half.gguf.partial").write_bytes(b"G" * 5)
+    (unet / "big.gguf.partial.ranges").write_text("{}")  # a ranged download's bookkeeping
     (unet / "mine.gguf").write_bytes(b"M" * 7)
     (work / "state").mkdir()
     return work
@@ -88,7 +89,8 @@ def test_inventory_lists_only_models_provision_downloaded(work):
     spec = inventory_spec(roots(work), models=str(work / "ComfyUI/models"), sizes=[str(work)])
     found = parse_inventory(run("node_inventory.py", spec), roots(work))
     assert dict(found["models"]) == {str(unet / "flux.gguf"): 30, str(unet / "flux.gguf.verified"): 2,
-                                     str(unet / "half.gguf.partial"): 5}
+                                     str(unet / "half.gguf.partial"): 5,
+                                     str(unet / "big.gguf.partial.ranges"): 2}
     total = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
     assert found["sizes"][str(work)][0] == total
 
