@@ -49,7 +49,7 @@ def stand_ins() -> Iterator[StandIns]:
     base = shared_dir()  # node users cannot read pytest's tmp folders
     gguf_repo, gguf_ref = build_gguf_repo(base / "ComfyUI-GGUF")
     yield StandIns(comfyui_repo=build_comfyui_repo(base / "ComfyUI"), gguf_repo=gguf_repo,
-                   gguf_ref=gguf_ref, wheelhouse=build_wheelhouse(base / "wheelhouse"))
+                   gguf_ref=gguf_ref, wheelhouse=build_wheelhouse(base / "wheelhouse", uv=True))
     shutil.rmtree(base, ignore_errors=True)
 
 

@@ -21,6 +21,13 @@ What the stand-ins reproduce:
   (tests/harness/fake_comfyui/), plus ``requests`` (ComfyUI imports it without listing it;
   the stand-in ``transformers`` pulls it in as the real one does).
 
+The one REAL wheel: ``build_wheelhouse(dest, uv=True)`` adds the uv wheel for this machine
+(``pip download uv==<pin> --no-deps``, the pin being the tool's ``UV_VERSION``), so nodes with
+``installer: uv`` install the real uv offline, as a node would from its index. ``uv_wheel()``
+downloads it once into a cache that outlives test sessions (``/tmp/provision-harness/cache/``
+as root, ``$PROVISION_HARNESS_CACHE`` when set) and every wheelhouse hard-links it from there;
+a file lock makes concurrent xdist workers download it once.
+
 ``isolated_pip_env()`` gives pip an environment without this machine's pip configuration
 (``PIP_FIND_LINKS``, a global ``constraint`` file, extra index URLs), which would otherwise
 leak into ``--no-index --find-links`` installs.
@@ -40,10 +47,15 @@ The fake ``torch`` emulates only what the tool and the fake ComfyUI look at:
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +69,7 @@ __all__ = [
     "constraints_text",
     "isolated_pip_env",
     "standard_dists",
+    "uv_wheel",
     "wheel_filename",
 ]
 
@@ -341,33 +354,107 @@ def _spec_digest(dists: list[Dist]) -> str:
 
 
 def build_wheelhouse(dest: Path, *, torch: str = "2.3.1", torchvision: str = "0.18.1",
-                     torchaudio: str = "2.3.1", extra: Mapping[str, str | Dist] | None = None) -> Path:
+                     torchaudio: str = "2.3.1", extra: Mapping[str, str | Dist] | None = None,
+                     uv: bool = False) -> Path:
     """Build the stand-in wheelhouse in ``dest`` (created, made world-readable) and return it.
 
     ``extra`` adds distributions: ``{"name": "1.0"}`` for a plain stand-in module, or
-    ``{"name": Dist(...)}`` for full control. A wheelhouse already built in ``dest`` from
-    the same specification is reused as is (a marker file records the specification).
+    ``{"name": Dist(...)}`` for full control. ``uv`` adds the real uv wheel (``uv_wheel()``).
+    A wheelhouse already built in ``dest`` from the same specification is reused as is (a
+    marker file records the specification).
     """
     dists = standard_dists(torch, torchvision, torchaudio)
     for name, spec in (extra or {}).items():
         dists.append(spec if isinstance(spec, Dist) else _simple(name, spec))
+    real = [uv_wheel()] if uv else []
+    names = [wheel_filename(d.name, d.version) for d in dists] + [wheel.name for wheel in real]
     dest = Path(dest)
-    marker = dest / f".wheelhouse-{_spec_digest(dists)}"
-    if marker.exists() and all((dest / wheel_filename(d.name, d.version)).exists() for d in dists):
+    digest = _spec_digest(dists) if not real else \
+        hashlib.sha256((_spec_digest(dists) + "".join(w.name for w in real)).encode()).hexdigest()[:16]
+    marker = dest / f".wheelhouse-{digest}"
+    if marker.exists() and all((dest / name).exists() for name in names):
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     dest.chmod(0o755)
     for old in dest.glob(".wheelhouse-*"):
         old.unlink()
-    wanted = {wheel_filename(d.name, d.version) for d in dists}
     for stale in dest.glob("*.whl"):
-        if stale.name not in wanted:
+        if stale.name not in names:
             stale.unlink()
     for dist in dists:
         build_wheel(dist, dest)
-    marker.write_text("\n".join(wheel_filename(d.name, d.version) for d in dists) + "\n")
+    for wheel in real:
+        _link_or_copy(wheel, dest / wheel.name)
+    marker.write_text("\n".join(names) + "\n")
     marker.chmod(0o644)
     return dest
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+
+
+def _cache_root() -> Path:
+    """Return the folder that keeps downloads across test sessions (readable by node users)."""
+    configured = os.environ.get("PROVISION_HARNESS_CACHE")
+    if configured:
+        root = Path(configured)
+    elif os.geteuid() == 0:
+        from .sshd import nodes_root  # root-owned /tmp/provision-harness, checked there
+
+        root = nodes_root() / "cache"
+    else:
+        root = Path(tempfile.gettempdir()) / f"provision-harness-cache-{os.getuid()}"
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return root
+
+
+def uv_wheel(version: str | None = None) -> Path:
+    """Return the real uv wheel for this machine, downloading it from PyPI once per cache.
+
+    ``version`` defaults to the tool's pin (``provisioner.install.steps.installer.UV_VERSION``).
+    Concurrent callers (xdist workers) wait on a file lock; the wheel lands in the cache by an
+    atomic rename, world-readable, so node users can install it.
+    """
+    if version is None:
+        from provisioner.install.steps.installer import UV_VERSION
+
+        version = UV_VERSION
+    root = _cache_root()
+    folder = root / f"uv-{version}"
+    with open(root / ".uv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = sorted(folder.glob(f"uv-{version}-*.whl"))
+        if found:
+            return found[0]
+        staging = Path(tempfile.mkdtemp(prefix=".uv-download-", dir=root))
+        try:
+            env = isolated_pip_env()
+            if os.environ.get("PIP_CERT"):  # a site CA bundle is needed to reach PyPI here
+                env["PIP_CERT"] = os.environ["PIP_CERT"]
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                 "-d", str(staging), f"uv=={version}"],
+                capture_output=True, text=True, timeout=600, env=env)
+            wheels = sorted(staging.glob(f"uv-{version}-*.whl"))
+            if done.returncode != 0 or not wheels:
+                raise RuntimeError(
+                    f"could not download the uv {version} wheel from PyPI for the test "
+                    f"wheelhouse (pip download exited {done.returncode}): "
+                    f"{(done.stderr or done.stdout).strip()[-600:]}")
+            wheels[0].chmod(0o644)
+            staging.chmod(0o755)
+            shutil.rmtree(folder, ignore_errors=True)  # a partial folder of an older attempt
+            staging.rename(folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return sorted(folder.glob(f"uv-{version}-*.whl"))[0]
 
 
 def constraints_text(torch: str = "2.3.1", torchvision: str = "0.18.1", torchaudio: str = "2.3.1") -> str:
