@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.config import NodeConfig, load_node
 from ..core.errors import ConfigError
@@ -26,6 +26,8 @@ class StepPreview(BaseModel):
     name: str
     kind: str
     description: str
+    background: bool = Field(False, description="starts, then runs beside the next steps")
+    waits_for: Optional[str] = Field(None, description="a join: the background step it waits for")
 
 
 class RunCost(BaseModel):
@@ -96,8 +98,12 @@ def check_platform(config_path: str, cfg: NodeConfig, facts: NodeFacts) -> None:
 
 
 def preview_steps(cfg: NodeConfig, facts: NodeFacts, model_plan) -> list[StepPreview]:
-    """List the steps ``up`` would run for this node, in order."""
-    return [StepPreview(name=step.name, kind=step.kind, description=step.describe())
+    """List the steps ``up`` would run for this node, in order (and which run in the background)."""
+    from ..install.steps.join import JoinStep
+
+    return [StepPreview(name=step.name, kind=step.kind, description=step.describe(),
+                        background=step.background,
+                        waits_for=step.step if isinstance(step, JoinStep) else None)
             for step in load_steps(cfg, facts, model_plan)]
 
 

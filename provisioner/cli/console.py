@@ -19,7 +19,7 @@ from rich.text import Text
 
 VERDICT_STYLE = {"green": "bold green", "yellow": "bold yellow", "red": "bold red"}
 STATUS_STYLE = {"ok": "green", "changed": "yellow", "would-change": "cyan", "skipped": "dim",
-                "failed": "bold red"}
+                "failed": "bold red", "stopped": "magenta"}
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -24,6 +24,8 @@ class FleetProgress(ProgressView):
 
     On a terminal: one table row per node (node, phase, progress, elapsed), redrawn in place.
     Elsewhere (CI logs), with ``plain``: one line per finished step and per finished node.
+    A step running in the background (the download) has its own part of the phase, so its
+    bytes go on showing while the next steps run; its events never move the step counter.
     """
 
     def __init__(self, console: Console, plain: bool = True) -> None:
@@ -52,7 +54,7 @@ class FleetProgress(ProgressView):
         with self._lock:
             row = self._rows.setdefault(name, {"phase": "queued", "index": 0, "total": 0,
                                                "started": now, "ended": None, "status": None,
-                                               "bytes": {}})
+                                               "bytes": {}, "background": ""})
             line = self._update(row, event, now)
         if line and self.plain and self._progress is None:
             self.console.print(Text.assemble(f"{name}: ", line), highlight=False, soft_wrap=True)
@@ -73,9 +75,13 @@ class FleetProgress(ProgressView):
                                      f" ({now - row['started']:.1f}s){detail}")
             row["phase"] = event.detail or phase
             return Text(event.detail if phase == "waiting" else "")
-        row.update(index=event.index, total=event.total)
+        background = getattr(step, "background", False)
+        if phase == "start" or not background:
+            row.update(index=event.index, total=event.total)
         if phase == "start":
             row["phase"] = step.name
+        elif phase == "background":
+            row["background"] = f"{step.name} started"
         elif phase == "progress" and event.data and event.data.get("dest"):
             sizes = row["bytes"]
             data = event.data
@@ -84,10 +90,15 @@ class FleetProgress(ProgressView):
                 sizes[data["dest"]] = (done, total or sizes.get(data["dest"], (0, 0))[1])
             got = sum(d for d, _ in sizes.values())
             want = sum(t or 0 for _, t in sizes.values())
-            row["phase"] = f"{step.name} {format_bytes(got)}" + (f" / {format_bytes(want)}" if want else "")
+            row["background" if background else "phase"] = \
+                f"{step.name} {format_bytes(got)}" + (f" / {format_bytes(want)}" if want else "")
         elif phase == "end" and event.result is not None:
             result = event.result
-            row["index"] = event.index + 1
+            if background:
+                row["background"] = "" if result.status in ("ok", "changed") else \
+                    f"{step.name} {result.status}"
+            else:
+                row["index"] = event.index + 1
             if result.status in ("ok", "skipped"):
                 return Text()  # plain logs name what changed or failed; the recap has the rest
             return Text.assemble(f"[{event.index + 1}/{event.total}] ",
@@ -144,7 +155,8 @@ class FleetProgress(ProgressView):
             bar = ProgressBar(total=total, completed=row["index"] if row["total"] else 0, width=24)
             elapsed = (row["ended"] or now) - row["started"]
             steps = f"{row['index']}/{row['total']}" if row["total"] else ""
-            add_row(table, name, styled(str(row["phase"]), style), bar, steps, f"{elapsed:.0f}s")
+            phase = str(row["phase"]) + (f" | {row['background']}" if row.get("background") else "")
+            add_row(table, name, styled(phase, style), bar, steps, f"{elapsed:.0f}s")
         return table
 
 

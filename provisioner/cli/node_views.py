@@ -80,7 +80,9 @@ def show_plan(console: Console, report) -> None:
     steps.add_column("kind")
     steps.add_column("what")
     for number, step in enumerate(report.steps, 1):
-        add_row(steps, str(number), step.name, step.kind, step.description)
+        # Two tracks: a background step runs beside the next ones until the join names it.
+        kind = f"{step.kind} (background)" if getattr(step, "background", False) else step.kind
+        add_row(steps, str(number), step.name, kind, step.description)
     console.print(steps)
     if report.cost.connections:
         console.print(styled(f"ssh: {report.cost.connections} connection, "
@@ -92,7 +94,9 @@ class StepProgress(ProgressView):
 
     On a terminal: a spinner line for the current step with its last output line, and one
     bar per downloading file plus a total (bytes, rate, ETA). Elsewhere (CI logs): one plain
-    line per finished step and a download line per file at most every 10 seconds.
+    line per finished step and a download line per file at most every 10 seconds. A step
+    started in the background gets a line when it starts and when it ends; its bars (or
+    lines) go on while the next steps run: progress is routed by file, not by current step.
     """
 
     LOG_EVERY = 10.0
@@ -138,6 +142,10 @@ class StepProgress(ProgressView):
             else:
                 self._describe(f"{escape(f'{counter} {event.step.name}: ')}"
                                f"[dim]{escape(event.line[-80:])}[/]")
+        elif event.phase == "background":
+            self.console.print(Text.assemble(f"{counter} ", (f"{'background':>12}", "cyan"),
+                                             f" {event.step.name}: {event.line} (the next steps "
+                                             "run meanwhile)"), highlight=False)
         elif event.phase == "progress" and event.data:
             self._download(event.data)
         elif event.phase == "end" and event.result is not None:
@@ -204,7 +212,9 @@ def show_up(console: Console, report) -> None:
     table.add_column("time", justify="right")
     table.add_column("detail")
     for result in report.steps:
-        add_row(table, result.name, styled(result.status, STATUS_STYLE.get(result.status, "")),
+        name = Text.assemble(result.name, (" (background)", "dim")) if getattr(result, "background", False) \
+            else result.name
+        add_row(table, name, styled(result.status, STATUS_STYLE.get(result.status, "")),
                 f"{result.duration:.2f}s", result.detail)
     console.print(table)
     changed = sum(r.status == "changed" for r in report.steps)

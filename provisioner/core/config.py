@@ -133,6 +133,12 @@ class DownloadsConfig(_Model):
     parallel: int = Field(3, ge=1, le=16, description="files fetched at once on the node")
     retries: int = Field(5, ge=0, le=100, description="retries per file within one run")
     backoff_seconds: float = Field(2.0, ge=0, le=600, description="first retry delay; doubles")
+    connections: int = Field(8, ge=1, le=64,
+                             description="byte ranges of one large file fetched at once")
+    max_connections: int = Field(16, ge=1, le=256,
+                                 description="connections at once on the node, over all files")
+    range_threshold_mb: int = Field(256, ge=1, le=1_000_000,
+                                    description="files above this size (MiB) are fetched in ranges")
 
 
 class OutputsConfig(_Model):
@@ -164,6 +170,9 @@ class NodeConfig(_Model):
     python: PythonConfig = Field(default_factory=PythonConfig)
     torch: TorchConfig = Field(default_factory=TorchConfig)
     pip: PipConfig = Field(default_factory=PipConfig)
+    installer: Literal["uv", "pip"] = Field(
+        "uv", description="uv: a pinned uv makes the venv and installs (fast; pip when uv cannot "
+                          "be installed); pip: python -m venv and pip. Both use the pip: options")
     downloads: DownloadsConfig = Field(default_factory=DownloadsConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     playbook: Optional[str] = Field(None, description="your playbook that extends the built-in one")

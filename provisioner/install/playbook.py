@@ -112,10 +112,22 @@ def load_steps(cfg: NodeConfig, facts: NodeFacts, plan,
     raw_steps = _read_steps(builtin_path)
     if cfg.playbook:
         raw_steps = _extend(raw_steps, Path(cfg.playbook))
+    _check_joins(raw_steps)
     steps: list[Step] = []
     for index, raw, source in raw_steps:
         steps.extend(_render_step(env, context, raw, source, index))
     return steps
+
+
+def _check_joins(raw_steps: list[tuple[int, dict, Path]]) -> None:
+    """Refuse a ``join`` that names no step before it (it would wait for nothing, silently)."""
+    before: list[str] = []
+    for _, raw, source in raw_steps:
+        if raw.get("kind") == "join" and raw.get("step") not in before:
+            raise ConfigError(f"{source}: step {raw['name']} (join): step: no step called "
+                              f"{raw.get('step')!r} before it{_suggest(str(raw.get('step')), before)}",
+                              "a join waits for a background step placed before it")
+        before.append(str(raw["name"]))
 
 
 def _read_steps(path: Path) -> list[tuple[int, dict, Path]]:
@@ -146,7 +158,9 @@ def _extend(builtin: list[tuple[int, dict, Path]], path: Path) -> list[tuple[int
     """Merge a user's playbook: same name replaces, ``after:``/``before:`` place, else append."""
     data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}
     skip = set(data.get("skip") or []) if isinstance(data, dict) else set()
-    merged = [entry for entry in builtin if entry[1]["name"] not in skip]
+    # A skipped step takes the joins that wait for it along.
+    merged = [entry for entry in builtin if entry[1]["name"] not in skip
+              and not (entry[1].get("kind") == "join" and entry[1].get("step") in skip)]
     names = [entry[1]["name"] for entry in merged]
     unknown = sorted(skip - {entry[1]["name"] for entry in builtin})
     if unknown:

@@ -120,8 +120,12 @@ class SSHNode:
     def spawn(self, command: str) -> "Spawned":
         """Start ``command`` on its own channel and return at once (for long-lived helpers)."""
         self.stats.commands += 1
-        channel = self.transport.open_session()
-        channel.exec_command(command)
+        try:
+            channel = self.transport.open_session()
+            channel.exec_command(command)
+        except Exception as error:  # paramiko raises several kinds once the link is gone
+            raise ConnectError(f"{self.label}: the SSH connection was lost ({error})",
+                               "re-run the command; it resumes where it stopped") from None
         return Spawned(channel)
 
     def open_tcp(self, port: int, timeout: float = 10.0):
@@ -166,11 +170,29 @@ class SSHNode:
 
 
 class Spawned:
-    """A command left running on its own channel; closing the channel ends its stdin."""
+    """A command left running on its own channel; closing the channel ends its stdin.
+
+    One thread reads it (``readline``); another may ``end_input`` to tell it to stop.
+    """
 
     def __init__(self, channel) -> None:
         self._channel = channel
         self._buffer = b""
+
+    def write(self, data: bytes | str) -> None:
+        """Send ``data`` to the command's stdin, which stays open until ``end_input``."""
+        self._channel.sendall(data.encode() if isinstance(data, str) else data)
+
+    def end_input(self) -> None:
+        """Close the command's stdin (EOF); the channel stays open for what it still prints."""
+        with contextlib.suppress(Exception):
+            self._channel.shutdown_write()
+
+    def exit_code(self, timeout: float = 10.0) -> int:
+        """Return the command's exit status once it ended; -1 if none came within ``timeout``."""
+        if not self._channel.status_event.wait(timeout):
+            return -1
+        return self._channel.exit_status
 
     def readline(self, timeout: float) -> str:
         """Return the next stdout line ('' at EOF); raise TimeoutError after ``timeout`` s."""
@@ -285,6 +307,13 @@ class LocalNode:
             raise CommandFailed(result)
         return result
 
+    def spawn(self, command: str) -> "LocalSpawned":
+        """Start ``command`` and return at once; its stdin stays open (as ``SSHNode.spawn``)."""
+        self.stats.commands += 1
+        process = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return LocalSpawned(process)
+
     def open_tcp(self, port: int, timeout: float = 10.0):
         return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
@@ -302,3 +331,72 @@ class LocalNode:
 
     def close(self) -> None:
         pass
+
+
+class LocalSpawned:
+    """``Spawned`` for a local process: the same reading, writing and ending of its input."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._process = process
+        self._buffer = b""
+        self._errors = b""
+        self._eof = False
+
+    def write(self, data: bytes | str) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        stdin.write(data.encode() if isinstance(data, str) else data)
+        stdin.flush()
+
+    def end_input(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+
+    def readline(self, timeout: float) -> str:
+        """Return the next stdout line ('' at EOF); raise TimeoutError after ``timeout`` s."""
+        stdout, stderr = self._process.stdout, self._process.stderr
+        assert stdout is not None and stderr is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer and not self._eof:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer within {timeout:.0f} s")
+            ready, _, _ = select.select([stdout, stderr], [], [], min(remaining, 0.5))
+            if stderr in ready:  # drained as it comes, so a chatty stderr cannot block it
+                self._errors += os.read(stderr.fileno(), 65536)
+            if stdout in ready:
+                chunk = os.read(stdout.fileno(), 65536)
+                self._buffer += chunk
+                self._eof = not chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode(errors="replace")
+
+    @property
+    def finished(self) -> bool:
+        return self._eof and not self._buffer
+
+    def stderr(self) -> str:
+        stderr = self._process.stderr
+        if stderr is not None and self._process.poll() is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._errors += stderr.read()
+        data, self._errors = self._errors, b""
+        return data.decode(errors="replace")
+
+    def exit_code(self, timeout: float = 10.0) -> int:
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return -1
+
+    def close(self, wait: float = 0.0) -> None:
+        """End the process's stdin; with ``wait``, let it finish (up to ``wait`` s) first."""
+        self.end_input()
+        if wait:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(wait)
+        for pipe in (self._process.stdout, self._process.stderr):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()

@@ -6,6 +6,7 @@ from .base import Change, Step, StepContext
 from .command import CommandStep
 from .download import DownloadStep
 from .git import GitStep
+from .join import JoinStep
 from .pip import PipStep
 from .service import ServiceStep
 from .template import TemplateStep
@@ -19,6 +20,7 @@ STEP_KINDS: dict[str, type[Step]] = {
     "git": GitStep,
     "template": TemplateStep,
     "download": DownloadStep,
+    "join": JoinStep,
     "service": ServiceStep,
     "wait_http": WaitHttpStep,
 }

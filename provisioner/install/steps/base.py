@@ -3,14 +3,17 @@
 A step never acts without comparing first: ``probe`` returns a read-only shell snippet (the
 engine runs the probes of many steps in one round trip), ``decide`` turns its output into a
 ``Change`` or ``None`` ("nothing to do"), and ``apply`` makes that change.
+
+A step marked ``background`` is not applied but ``start``-ed: it returns a ``Job`` at once,
+the next steps run meanwhile, and a ``join`` step waits for it (the engine keeps the jobs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from ...node.layout import NodePaths
 
@@ -32,6 +35,19 @@ class StepContext:
     on_output: Callable[[str], None] = lambda line: None
     on_progress: Callable[[dict], None] = lambda event: None  # structured progress (downloads)
     secrets: dict = dataclasses.field(default_factory=dict)  # never logged, never stored
+    jobs: dict = dataclasses.field(default_factory=dict)  # background steps by name: {name: Job}
+
+
+class Job(Protocol):
+    """A change left running on the node by ``Step.start``."""
+
+    def wait(self) -> str:
+        """Block until it ends; return the detail for the recap, or raise ``ProvisionError``."""
+        ...
+
+    def stop(self) -> None:
+        """Ask it to stop now (``wait`` then returns soon, raising); what it did is kept."""
+        ...
 
 
 class Step(BaseModel):
@@ -43,6 +59,13 @@ class Step(BaseModel):
     kind: str
     description: Optional[str] = None
     when: bool = True
+    background: bool = False  # started, not applied: the next steps run meanwhile; see join
+
+    @model_validator(mode="after")
+    def _can_run_in_the_background(self) -> "Step":
+        if self.background and type(self).start is Step.start:
+            raise ValueError(f"background: a {self.kind} step cannot run in the background")
+        return self
 
     def describe(self) -> str:
         """Return a one-line summary for plans and recaps."""
@@ -62,4 +85,8 @@ class Step(BaseModel):
 
     def apply(self, ctx: StepContext, change: Change) -> str:
         """Make ``change`` on the node; return a short detail for the recap."""
+        raise NotImplementedError
+
+    def start(self, ctx: StepContext, change: Change) -> Job:
+        """Start making ``change`` and return at once (kinds that can run in the background)."""
         raise NotImplementedError

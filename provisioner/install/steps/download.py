@@ -5,20 +5,30 @@ One step for all files so independent files download in parallel (bounded). The 
 size and sha256 match; a cut download resumes from the bytes on disk with a Range request.
 A verified file leaves a record (size, mtime, sha256), so a re-run skips it without hashing
 12 GB again; a file whose size or mtime no longer match its record is re-verified.
+
+The fetcher runs on a channel of its own (``node.spawn``) with the node's base interpreter, so
+the step can start before the venv exists and run in the background (``background: true``)
+while the installs go on. Its stdin carries the manifest, then the Hub token: the token is
+never written on the node nor put on a command line. The fetcher exits as soon as that stdin
+closes, so ``stop`` (or a lost connection) ends it at once.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
 from ...core.errors import DownloadError, StepFailed
+from ...core.redact import redact
 from ...core.units import format_bytes
 from ...node.shell import q, sections, sh
 from .base import Change, Step, StepContext
+
+QUIET_WAIT = 5.0  # s between looks at a quiet fetcher (a retry's backoff prints nothing)
+RESUME_HINT = "re-run `provision up`: downloads resume from the bytes already on the node"
 
 
 class FileSpec(BaseModel):
@@ -51,16 +61,51 @@ def parse_record(text: str) -> Optional[dict]:
     return record if isinstance(record, dict) else None
 
 
+# The fetcher is a program in three files (templates/): the main one imports the other two.
+FETCHER_PARTS = ("hf_fetch_io.py", "hf_fetch_ranges.py")
+
+
+def fetcher_bundle(main_name: str = "hf_fetch.py") -> bytes:
+    """Return the fetcher's files as one tar, the main program named ``main_name``: one
+    command unpacks them on the node, beside each other."""
+    import io
+    import tarfile
+    import time
+
+    from ...core.resources import data_file
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as bundle:
+        for source, name in [("hf_fetch.py", main_name), *((part, part) for part in FETCHER_PARTS)]:
+            data = data_file("templates", source).read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            bundle.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def ranged_bytes(sidecar: str) -> Optional[int]:
+    """Return the bytes a ``.partial.ranges`` sidecar says are on disk, or None without one."""
+    record = parse_record(sidecar)
+    try:
+        spans = [(int(start), int(end)) for start, end in (record or {})["done"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return sum(max(end - start, 0) for start, end in spans)
+
+
 class DownloadStep(Step):
     kind: Literal["download"] = "download"
     files: list[FileSpec]
     endpoint: str
     fetcher: str  # where hf_fetch.py goes on the node
-    python: str
-    token_file: str
+    python: str  # the node's base interpreter: the download may start before the venv exists
     parallel: int = 3
     retries: int = 5
     backoff: float = 2.0
+    connections: int = 8  # byte ranges fetched at once for one large file
+    max_connections: int = 16  # connections at once over all files
+    range_threshold: int = 256 << 20  # bytes: a larger file is fetched in ranges
 
     def describe(self) -> str:
         total = sum(spec.size or 0 for spec in self.files)
@@ -74,7 +119,8 @@ class DownloadStep(Step):
                 f"echo @@stat{index}; {{ stat -c '%s %Y' {dest} 2>/dev/null || "
                 f"stat -f '%z %m' {dest} 2>/dev/null; }}; "
                 f"echo @@record{index}; cat {q(spec.record)} 2>/dev/null; echo; "
-                f"echo @@partial{index}; wc -c < {q(spec.dest + '.partial')} 2>/dev/null | tr -d ' '")
+                f"echo @@partial{index}; wc -c < {q(spec.dest + '.partial')} 2>/dev/null | tr -d ' '; "
+                f"echo @@ranges{index}; cat {q(spec.dest + '.partial.ranges')} 2>/dev/null; echo")
         return "; ".join(parts) or None
 
     def pending(self, output: Optional[str]) -> tuple[list[int], dict[int, int]]:
@@ -86,6 +132,9 @@ class DownloadStep(Step):
                 todo.append(index)
                 partial_bytes = found.get(f"partial{index}", "")
                 partial[index] = int(partial_bytes) if partial_bytes.isdigit() else 0
+                ranged = ranged_bytes(found.get(f"ranges{index}", ""))
+                if ranged is not None:  # a ranged .partial is preallocated: its size says nothing
+                    partial[index] = ranged
         return todo, partial
 
     @staticmethod
@@ -112,55 +161,97 @@ class DownloadStep(Step):
             reason += f" (resuming {format_bytes(resumed)} already on the node)"
         return Change(reason, {"todo": todo})
 
-    def manifest(self, todo: list[int], with_token: bool) -> dict:
+    def manifest(self, todo: list[int]) -> dict:
+        """Return what the fetcher reads on its first line of stdin (never a secret)."""
         files = []
         for index in todo:
             spec = self.files[index]
             files.append({"repo": spec.repo, "file": spec.file, "revision": spec.revision,
                           "dest": spec.dest, "size": spec.size if spec.resolved else None,
                           "sha256": spec.sha256, "quant": spec.quant, "record": spec.record})
-        return {"endpoint": self.endpoint, "token_file": self.token_file if with_token else None,
-                "parallel": self.parallel, "retries": self.retries, "backoff": self.backoff,
+        return {"endpoint": self.endpoint, "stop_on_eof": True, "parallel": self.parallel,
+                "retries": self.retries, "backoff": self.backoff, "connections": self.connections,
+                "max_connections": self.max_connections, "range_threshold": self.range_threshold,
                 "files": files}
 
-    def apply(self, ctx: StepContext, change: Change) -> str:
-        from ...core.resources import data_file
-
+    def start(self, ctx: StepContext, change: Change) -> "Fetch":
+        """Upload the fetcher, start it on a channel of its own and return at once."""
         node = ctx.node
-        node.run(sh(f"mkdir -p {q(posixpath.dirname(self.fetcher))}"))
-        node.put(data_file("templates", "hf_fetch.py").read_bytes(), self.fetcher, 0o644)
-        token = ctx.secrets.get("hf_token")
-        if token:
-            node.put(token.encode() + b"\n", self.token_file, 0o600)
-        events: list[dict] = []
+        # Through the command's stdin, not SFTP: start may run beside another step's upload.
+        folder = posixpath.dirname(self.fetcher)
+        node.run(sh(f"mkdir -p {q(folder)} && tar -xf - -C {q(folder)}"),
+                 stdin=fetcher_bundle(posixpath.basename(self.fetcher)))
+        spawned = node.spawn(f"{q(self.python)} {q(self.fetcher)}")
+        token = (ctx.secrets.get("hf_token") or "").strip()
+        try:
+            # Line 1 the manifest, line 2 the token (empty: none); stdin stays open: closing
+            # it stops the fetcher.
+            spawned.write(json.dumps(self.manifest(change.data["todo"])) + "\n" + token + "\n")
+        except Exception as error:  # paramiko raises several kinds once the link is gone
+            spawned.close()
+            raise StepFailed(f"step {self.name}: could not start the fetcher ({type(error).__name__})",
+                             RESUME_HINT) from None
+        return Fetch(self.name, spawned, ctx.on_progress, ctx.on_output)
 
-        def on_line(line: str) -> None:
+    def apply(self, ctx: StepContext, change: Change) -> str:
+        return self.start(ctx, change).wait()
+
+
+class Fetch:
+    """The node's fetcher, running: ``wait`` streams its events and says how it ended."""
+
+    def __init__(self, name: str, spawned, on_progress: Callable[[dict], None],
+                 on_output: Callable[[str], None]) -> None:
+        self.name = name
+        self._spawned = spawned
+        self._on_progress = on_progress
+        self._on_output = on_output
+        self._stopped = False
+
+    def wait(self) -> str:
+        """Read the fetcher's events until it ends; return the detail, or raise ``StepFailed``."""
+        events: list[dict] = []
+        spawned = self._spawned
+        stderr = ""
+        while True:
+            stderr = (stderr + spawned.stderr())[-65536:]  # read as it comes: it shares the window
+            try:
+                line = spawned.readline(timeout=QUIET_WAIT)
+            except TimeoutError:
+                continue
+            if not line:
+                if spawned.finished:
+                    break
+                continue
             try:
                 event = json.loads(line)
             except ValueError:
-                ctx.on_output(line)
-                return
+                event = None
+            if not isinstance(event, dict):
+                self._on_output(redact(line))
+                continue
             events.append(event)
-            ctx.on_progress(event)
-
-        manifest = json.dumps(self.manifest(change.data["todo"], bool(token)))
-        try:
-            result = node.run(f"{q(self.python)} {q(self.fetcher)}", stdin=manifest, check=False,
-                              on_output=on_line)
-        finally:
-            if token:
-                # The token lives on the node only while files are being fetched.
-                node.run(f"rm -f {q(self.token_file)}", check=False)
-        errors = [f"{posixpath.basename(e['dest'])}: {e.get('message')}" for e in events
-                  if e.get("event") == "error"]
-        if result.exit_code != 0:
-            detail = "; ".join(errors) or result.tail(3) or f"exit code {result.exit_code}"
-            raise StepFailed(f"step {self.name}: {detail}",
-                             "re-run `provision up`: downloads resume from the bytes already "
-                             "on the node")
+            self._on_progress(event)
+        exit_code = spawned.exit_code()
+        stderr = redact(" | ".join((stderr + spawned.stderr()).strip().splitlines()[-3:]))
+        spawned.close()
         done = [e for e in events if e.get("event") == "done"]
         fetched = sum(e.get("bytes", 0) - e.get("resumed_from", 0) for e in done)
+        if self._stopped:
+            raise StepFailed(f"step {self.name}: stopped with {len(done)} file(s) verified; the "
+                             "bytes fetched are kept on the node", RESUME_HINT)
+        errors = [f"{posixpath.basename(e['dest'])}: {e.get('message')}" for e in events
+                  if e.get("event") == "error"]
+        if exit_code != 0:
+            ended = (f"exit code {exit_code}" if exit_code >= 0
+                     else "the fetcher ended without an exit code (killed, or the connection was lost)")
+            raise StepFailed(f"step {self.name}: {'; '.join(errors) or stderr or ended}", RESUME_HINT)
         return f"{len(done)} file(s) verified, {format_bytes(fetched)} fetched"
 
+    def stop(self) -> None:
+        """Close the fetcher's stdin: it exits at once; ``wait`` then raises, naming the stop."""
+        self._stopped = True
+        self._spawned.end_input()
 
-__all__ = ["DownloadStep", "FileSpec", "DownloadError"]
+
+__all__ = ["DownloadStep", "FileSpec", "Fetch", "DownloadError"]

@@ -73,10 +73,16 @@ class GitStep(Step):
             # A blobless clone fetches history without every old blob: much faster for
             # ComfyUI; a local path ignores the filter, so do not ask for it there.
             blobless = "" if _is_local_path(self.repo) else "--filter=blob:none "
+            # The model download (a background step) may already be writing into dest/models:
+            # then the tree is checked out around those files and .git moved in last.
             script = (f"mkdir -p \"$(dirname {dest})\" && rm -rf {dest}.partial && "
                       f"git clone --quiet --no-checkout {blobless}{repo} {dest}.partial && "
+                      f"if [ -d {dest} ]; then "
+                      f"git --git-dir={dest}.partial/.git --work-tree={dest} -c advice.detachedHead=false "
+                      f"checkout --quiet --force --detach {ref} && mv {dest}.partial/.git {dest}/.git && "
+                      f"rmdir {dest}.partial; else "
                       f"git -C {dest}.partial -c advice.detachedHead=false checkout --quiet "
-                      f"--detach {ref} && mv {dest}.partial {dest}")
+                      f"--detach {ref} && mv {dest}.partial {dest}; fi")
             self._run(ctx, script)
             return f"cloned at {self.ref}"
         checkout = f"git -C {dest} -c advice.detachedHead=false checkout --quiet --detach {ref}"

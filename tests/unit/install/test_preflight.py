@@ -84,7 +84,7 @@ def asked(monkeypatch) -> list:
 def download_step(*files: str, when: bool = True) -> DownloadStep:
     return DownloadStep(
         name="models", when=when, endpoint="https://hub.test", fetcher="/w/run/hf_fetch.py",
-        python="/usr/bin/python3", token_file="/w/run/token",
+        python="/usr/bin/python3",
         files=[FileSpec(role=name.split(".")[0], repo="org/flux", file=name, dest=f"/w/models/{name}")
                for name in files])
 
@@ -148,3 +148,14 @@ def test_a_download_step_without_probe_output_fetches_every_file(asked):
     steps = [download_step("unet.gguf")]
     with pytest.raises(DownloadError, match=r"need 13.00 GB \(10.00 GB still to fetch"):
         preflight_downloads(NodeConfig(host="h"), facts_with_free(12 * GB), steps, {}, None)
+
+
+def test_a_ranged_partial_counts_the_bytes_its_sidecar_lists_not_its_preallocated_size():
+    # A file fetched in byte ranges has a .partial as big as the whole file from the start;
+    # only its .partial.ranges sidecar says what is on disk.
+    step = download_step("unet.gguf")
+    sidecar = json.dumps({"size": 10 * GB, "sha256": "a" * 64, "done": [[0, GB], [3 * GB, 5 * GB]]})
+    output = f"@@stat0\n\n@@record0\n\n@@partial0\n{10 * GB}\n@@ranges0\n{sidecar}\n"
+    assert step.pending(output) == ([0], {0: 3 * GB})
+    without = f"@@stat0\n\n@@record0\n\n@@partial0\n{4 * GB}\n@@ranges0\n\n"
+    assert step.pending(without) == ([0], {0: 4 * GB})
