@@ -10,9 +10,7 @@ tests/unit/node/test_hf_fetch_ranges.py, where it runs without SSH.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -32,6 +30,7 @@ from tests.e2e.test_up_models import (
     write_yaml,
 )
 from tests.harness.fake_hub import FakeHub
+from tests.harness.fetcher import load_fetcher
 
 pytestmark = pytest.mark.e2e
 
@@ -39,21 +38,9 @@ MiB = 1 << 20
 BIG = 64 * MiB  # four ranges of 16 MiB (the fetcher's smallest range) on four connections
 RANGED = {"connections": 4, "max_connections": 8, "range_threshold_mb": 16, "retries": 1,
           "backoff_seconds": 0}
-FETCHER = Path(__file__).resolve().parents[2] / "templates" / "hf_fetch.py"
-
-
-def fetcher_module():
-    spec = importlib.util.spec_from_file_location("hf_fetch", FETCHER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def piece_starts(size: int, connections: int = 4) -> list[int]:
     """Where the fetcher's ranges of a fresh file start (its own planning, pure)."""
-    hf = fetcher_module()
-    hf_ranges = importlib.import_module("hf_fetch_ranges")  # loaded beside hf_fetch.py
+    hf, hf_ranges = load_fetcher()
     return [start for start, _ in hf_ranges.plan_pieces([[0, size]], connections, hf.MIN_PIECE)]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,8 +23,8 @@ import numpy as np
 import pytest
 
 from tests.harness.fake_hub import FakeHub
+from tests.harness.fetcher import FETCHER, load_fetcher
 
-FETCHER = Path(__file__).resolve().parents[3] / "templates" / "hf_fetch.py"
 PYTHON = os.environ.get("HF_FETCH_PYTHON") or sys.executable
 REPO, NAME = "city96/FLUX.1-dev-gguf", "flux1-dev-Q8_0.safetensors"
 GATED = "black-forest-labs/FLUX.1-dev"
@@ -33,16 +32,7 @@ TOKEN = "hf_rangeTestTokenNeverOnTheCdn0123456789"
 MiB = 1 << 20
 
 
-def load_fetcher():
-    spec = importlib.util.spec_from_file_location("hf_fetch", FETCHER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-hf = load_fetcher()
-hf_ranges = importlib.import_module("hf_fetch_ranges")  # loaded beside hf_fetch.py
+hf, hf_ranges = load_fetcher()
 
 
 # -- the bookkeeping, pure ----------------------------------------------------------------------
