@@ -118,7 +118,12 @@ def test_a_dirty_checkout_is_reported_never_reset(node_factory, laptop_home, tmp
 
 def test_two_concurrent_ups_do_not_interleave(node_factory, laptop_home, tmp_path, stand_ins):
     node = node_factory(platform="linux")
-    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields())
+    # The first up holds the lock in a step that waits for ~/release: however fast the
+    # installs are, the second up meets it running.
+    hold = tmp_path / "hold.yaml"
+    hold.write_text("steps:\n  - {name: hold, kind: command, after: workdir, unless: test -e ~/released,\n"
+                    "     cmd: 'until [ -e ~/release ]; do sleep 0.1; done; touch ~/released'}\n")
+    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", playbook=str(hold), **stand_ins.node_fields())
     first = subprocess.Popen([sys.executable, "-m", "provisioner", "up", str(node_yaml), "--no-launch",
                               "--no-models"], env=cli_env(laptop_home), cwd=laptop_home,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -132,7 +137,9 @@ def test_two_concurrent_ups_do_not_interleave(node_factory, laptop_home, tmp_pat
         assert second.returncode == 1
         assert "another provision run holds this node" in second.stderr
         assert "since" in second.stderr
+        assert first.poll() is None, "the first up was still holding the lock"
     finally:
+        node.ssh("touch ~/release")
         out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert node.ssh("test -d ~/provision/state/lock", check=False).returncode != 0, "lock released"
