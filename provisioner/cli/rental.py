@@ -71,30 +71,23 @@ def down(node_yaml: str, wipe: str, keep_outputs_remote: bool, discard_outputs: 
 def session_end(until: Optional[str], duration: Optional[str], warn: str):
     """Return the session's end from ``--until`` or ``--for`` (exactly one of them), and the
     warnings ``--warn`` asks for before it."""
-    from ..teardown.deadline import parse_warnings
-
-    deadline = session_deadline(until, duration)
-    try:
-        return deadline, parse_warnings(warn)
-    except ValueError as error:
-        raise UsageError(f"--warn: {error}", "e.g. --warn 15m,5m") from None
-
-
-def session_deadline(until: Optional[str], duration: Optional[str]):
-    """Return the session's end from ``--until`` or ``--for`` (exactly one of them)."""
     import datetime
 
-    from ..teardown.deadline import parse_duration, parse_until
+    from ..teardown.deadline import parse_duration, parse_until, parse_warnings
 
     if (until is None) == (duration is None):
         raise UsageError("say when the session ends: --until HH:MM or --for DURATION (one of them)",
                          "e.g. provision session node.yaml --until 18:00, or --for 3h")
     now = datetime.datetime.now().astimezone()
     try:
-        return parse_until(until, now) if until is not None else now + parse_duration(duration)
+        deadline = parse_until(until, now) if until is not None else now + parse_duration(duration)
     except ValueError as error:
         raise UsageError(f"--{'until' if until is not None else 'for'}: {error}",
                          "e.g. --until 18:00 (local time; tomorrow if already past) or --for 3h") from None
+    try:
+        return deadline, parse_warnings(warn)
+    except ValueError as error:
+        raise UsageError(f"--warn: {error}", "e.g. --warn 15m,5m") from None
 
 
 def ask_teardown() -> str:

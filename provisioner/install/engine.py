@@ -214,9 +214,7 @@ class BackgroundJob:
     def _run(self, change: Change, ctx: StepContext, gate: Callable[[], ContextManager[object]],
              on_event: EventSink, total: int) -> None:
         step, index = self.step, self.index
-        step_ctx = dataclasses.replace(
-            ctx, on_output=lambda line: on_event(StepEvent("output", step, index, total, line=line)),
-            on_progress=lambda data: on_event(StepEvent("progress", step, index, total, data=data)))
+        step_ctx = _step_context(step, ctx, index, total, on_event)
         status, detail = "changed", ""
         try:
             with gate():
@@ -272,16 +270,17 @@ def _stop(jobs: dict[str, BackgroundJob], why: str) -> None:
         job.stop(why)
 
 
+def _step_context(step: Step, ctx: StepContext, index: int, total: int,
+                  on_event: EventSink) -> StepContext:
+    """Return ``ctx`` with the step's output lines and progress sent on as its events."""
+    return dataclasses.replace(
+        ctx, on_output=lambda line: on_event(StepEvent("output", step, index, total, line=line)),
+        on_progress=lambda data: on_event(StepEvent("progress", step, index, total, data=data)))
+
+
 def _apply(step: Step, ctx: StepContext, change: Change, index: int, total: int,
            on_event: EventSink) -> str:
-    def forward(line: str) -> None:
-        on_event(StepEvent("output", step, index, total, line=line))
-
-    def progress(data: dict) -> None:
-        on_event(StepEvent("progress", step, index, total, data=data))
-
-    step_ctx = dataclasses.replace(ctx, on_output=forward, on_progress=progress)
-    detail = step.apply(step_ctx, change)
+    detail = step.apply(_step_context(step, ctx, index, total, on_event), change)
     return f"{change.reason}: {detail}"
 
 

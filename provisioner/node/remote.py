@@ -97,14 +97,8 @@ class SSHNode:
             timeout: float | None = None, on_output: OutputCallback | None = None) -> Result:
         """Run ``command`` in the login shell; raise ``CommandFailed`` on non-zero unless told."""
         started = time.monotonic()
-        self.stats.commands += 1
+        channel = self._exec(command)
         try:
-            channel = self.transport.open_session()
-        except Exception as error:  # paramiko raises several kinds once the link is gone
-            raise ConnectError(f"{self.label}: the SSH connection was lost ({error})",
-                               "re-run the command; it resumes where it stopped") from None
-        try:
-            channel.exec_command(command)
             if stdin is not None:
                 channel.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
             channel.shutdown_write()
@@ -119,6 +113,10 @@ class SSHNode:
 
     def spawn(self, command: str) -> "Spawned":
         """Start ``command`` on its own channel and return at once (for long-lived helpers)."""
+        return Spawned(self._exec(command))
+
+    def _exec(self, command: str):
+        """Start ``command`` on a new channel of the connection; return the channel."""
         self.stats.commands += 1
         try:
             channel = self.transport.open_session()
@@ -126,7 +124,7 @@ class SSHNode:
         except Exception as error:  # paramiko raises several kinds once the link is gone
             raise ConnectError(f"{self.label}: the SSH connection was lost ({error})",
                                "re-run the command; it resumes where it stopped") from None
-        return Spawned(channel)
+        return channel
 
     def open_tcp(self, port: int, timeout: float = 10.0):
         """Open a TCP stream to 127.0.0.1:``port`` on the node, through this connection."""

@@ -19,13 +19,29 @@ import hashlib
 import posixpath
 from typing import Literal, Optional
 
+from pydantic import model_validator
+
 from ...node.shell import q
+from .base import Step
 
 # uv 0.13.9 (2026-11-17): the newest release when the pin was set, three weeks without a
 # follow-up fix; wheels for macOS arm64 and manylinux x86_64/aarch64. Raise it deliberately.
 UV_VERSION = "0.13.9"
 
 Installer = Literal["uv", "pip"]
+
+
+class InstallerStep(Step):
+    """A step that installs into the venv with uv or pip (the ``venv`` and ``pip`` kinds)."""
+
+    installer: Installer = "pip"
+    uv_dir: Optional[str] = None  # where the venv step installs uv (installer: uv)
+
+    @model_validator(mode="after")
+    def _uv_needs_a_place(self) -> "InstallerStep":
+        if self.installer == "uv" and not self.uv_dir:
+            raise ValueError("installer uv needs uv_dir: (the folder uv is installed into)")
+        return self
 
 # What pip prints when the index could not be reached (retries, timeouts): worth a retry on
 # the next run, unlike "No matching distribution found" from an index that answered.

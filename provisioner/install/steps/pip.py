@@ -18,12 +18,10 @@ import json
 import posixpath
 from typing import Literal, Optional
 
-from pydantic import model_validator
-
 from ...core.errors import StepFailed
 from ...node.shell import q, sections, sh, sha256_of
-from .base import Change, Step, StepContext
-from .installer import Installer, uv_binary, uv_cache, uv_state_probe
+from .base import Change, StepContext
+from .installer import InstallerStep, uv_binary, uv_cache, uv_state_probe
 
 # One interpreter start reads every expected version; absent distributions print None.
 _VERSIONS = ("import json, sys, importlib.metadata as m\n"
@@ -49,7 +47,7 @@ def _normalise(name: str) -> str:
     return name.lower().replace("-", "_").replace(".", "_")
 
 
-class PipStep(Step):
+class PipStep(InstallerStep):
     kind: Literal["pip"] = "pip"
     venv: str
     packages: list[str] = []
@@ -58,14 +56,7 @@ class PipStep(Step):
     pip_options: str = ""  # already shell-quoted (index/find-links)
     expect: dict[str, str] = {}  # distribution -> version that must be installed afterwards
     marker_dir: str
-    installer: Installer = "pip"
-    uv_dir: Optional[str] = None  # where the venv step installed uv (installer: uv)
 
-    @model_validator(mode="after")
-    def _uv_needs_a_place(self) -> "PipStep":
-        if self.installer == "uv" and not self.uv_dir:
-            raise ValueError("installer uv needs uv_dir: (the folder the venv step installs uv into)")
-        return self
 
     @property
     def python(self) -> str:

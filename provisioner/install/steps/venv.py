@@ -12,13 +12,11 @@ import posixpath
 import re
 from typing import Literal, Optional
 
-from pydantic import model_validator
-
 from ...node.shell import q, sections, sh
-from .base import Change, Step, StepContext
+from .base import Change, StepContext
 from .installer import (
     UV_VERSION,
-    Installer,
+    InstallerStep,
     failure_note,
     install_uv_command,
     mark_unavailable_command,
@@ -32,21 +30,14 @@ from .installer import (
 _VERSION = re.compile(r"^version(?:_info)?\s*=\s*(\d+)\.(\d+)", re.MULTILINE)
 
 
-class VenvStep(Step):
+class VenvStep(InstallerStep):
     kind: Literal["venv"] = "venv"
     path: str
     python: str
     python_version: str  # "3.11.2": the venv is rebuilt when its minor version differs
     pip_options: str = ""  # already shell-quoted (index/find-links), see playbook
-    installer: Installer = "pip"
-    uv_dir: Optional[str] = None  # where uv is installed (installer: uv)
     uv_version: str = UV_VERSION
 
-    @model_validator(mode="after")
-    def _uv_needs_a_place(self) -> "VenvStep":
-        if self.installer == "uv" and not self.uv_dir:
-            raise ValueError("installer uv needs uv_dir: (the folder uv is installed into)")
-        return self
 
     @property
     def venv_python(self) -> str:
