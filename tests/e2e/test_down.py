@@ -179,6 +179,18 @@ def test_dry_run_lists_copies_and_deletions_with_sizes_and_changes_nothing(
     assert {f["file"] for f in as_json["harvest"]["to_pull"]} >= {"output/ComfyUI_00001_.png"}
 
 
+def _partials_with_bytes(folder):
+    """Names of the harvest's partial files that hold bytes (one can be renamed while we look)."""
+    names = []
+    for part in folder.glob(".*.part"):
+        try:
+            if part.stat().st_size:
+                names.append(part.name)
+        except FileNotFoundError:
+            pass
+    return names
+
+
 def test_a_killed_harvest_resumes_without_duplicates(node_factory, laptop_home, tmp_path, stand_ins):
     node = node_factory(platform="linux")
     node_yaml = node_yaml_for(node, tmp_path, stand_ins)
@@ -193,8 +205,10 @@ def test_a_killed_harvest_resumes_without_duplicates(node_factory, laptop_home, 
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            done = list((dest / "output" / "batch").glob("img_*.png")) if dest.exists() else []
-            if len(done) >= 3:
+            batch = dest / "output" / "batch"
+            done = list(batch.glob("img_*.png")) if batch.exists() else []
+            started = _partials_with_bytes(batch) if batch.exists() else []
+            if len(done) >= 3 and started:
                 break
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
@@ -202,8 +216,8 @@ def test_a_killed_harvest_resumes_without_duplicates(node_factory, laptop_home, 
         process.wait(timeout=30)
     copied_before = len(list((dest / "output" / "batch").glob("img_*.png")))
     assert 3 <= copied_before < 40, f"the kill came mid-harvest ({copied_before} of 40 copied)"
-    partial = [p.name for p in (dest / "output" / "batch").glob(".*.part")]
-    assert partial, "files were in flight when the run was killed"
+    partial = _partials_with_bytes(dest / "output" / "batch")
+    assert partial, "files were in flight, with bytes written, when the run was killed"
     assert set(node_files(node, f"{OUTPUT}/batch")) == set(on_node), "nothing deleted before it was safe"
 
     result = down(node_yaml, laptop_home, "--json")
