@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import stat
 import struct
@@ -130,10 +131,11 @@ def _run_main(node: Node, *args: str, env: dict | None = None, cwd: Path | None 
 
 
 class Server:
-    def __init__(self, port: int, log: Path):
+    def __init__(self, port: int, log: Path, proc: subprocess.Popen | None = None):
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log = log
+        self.proc = proc
 
     def request(self, path: str, body: object | None = None, raw: bytes | None = None):
         data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
@@ -168,7 +170,7 @@ def serving(node: Node, tmp_path: Path, *args: str, env: dict | None = None):
     with log.open("wb") as out:
         proc = subprocess.Popen([str(node.python), "main.py", *args, "--port", str(port)], cwd=node.comfyui,
                                 stdout=out, stderr=subprocess.STDOUT, env=env or _env())
-    server = Server(port, log)
+    server = Server(port, log, proc)
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -484,3 +486,101 @@ def test_cpu_extra_model_paths_black_images_failures_and_interrupt(node, tmp_pat
         assert stopped["status"]["messages"][-1][0] == "execution_interrupted"
         assert stopped["status"]["status_str"] == "error"
     assert "!!! Exception during processing !!!" in server.log.read_text()
+
+
+MPS_ASSERTION = (
+    "/AppleInternal/Library/BuildRoots/5a8a3fcc-55cb-11ef-848e-8a553ba56670/Library/Caches/com.apple.xbs/Sources/"
+    "MetalPerformanceShaders/MPSCore/Types/MPSNDArray.mm:891: failed assertion `[MPSNDArray, initWithBufferImpl:"
+    "offset:descriptor:isForNDArrayAlias:isUserBuffer:] Error: buffer is not large enough. Must be 63700992 bytes\n"
+    "'\n"
+)
+
+
+def test_mps_abort_kills_the_process_mid_prompt(node, tmp_path):
+    env = _env(FAKE_MACOS_MPS="1", FAKE_COMFYUI_MPS_ABORT="1")
+    with serving(node, tmp_path, *TOOL_FLAGS, env=env) as server:
+        ws = WebSocket(server.port, "bench-client")
+        messages = []
+        try:
+            assert ws.receive()["type"] == "status"
+            status, accepted = server.request("/prompt", {"prompt": WORKFLOW, "client_id": "bench-client"})
+            assert status == 200
+            with contextlib.suppress(AssertionError, OSError):  # the socket closes under the reader
+                while True:
+                    messages.append(ws.receive())
+        finally:
+            ws.close()
+        try:
+            returncode = server.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after the abort; log:\n{server.log.read_text()}") from None
+        assert returncode in (-signal.SIGABRT, 134), returncode
+        with pytest.raises(OSError):  # URLError is an OSError: nobody listens any more
+            server.get("/system_stats")
+    types = [m["type"] for m in messages]
+    executing = [m["data"]["node"] for m in messages if m["type"] == "executing"]
+    assert executing[-1] == "8", messages  # died in the sampler, before its first step finished
+    assert "progress" not in types and "execution_error" not in types and "execution_success" not in types
+    assert accepted["prompt_id"] in json.dumps(messages)
+    log = server.log.read_text()
+    assert "failed assertion" in log and "buffer is not large enough" in log
+    assert log.endswith(MPS_ASSERTION), log[-600:]
+    assert "Traceback" not in log and not list(node.comfyui.glob("core*"))
+
+
+def test_failing_node_class_is_an_execution_error_and_the_server_lives_on(node, tmp_path):
+    message = "MPS backend out of memory (MPS allocated: 17.84 GB, other allocations: 1.02 GB, max allowed: 18.13 GB)"
+    env = _env(FAKE_COMFYUI_FAIL_CLASS="KSampler", FAKE_COMFYUI_FAIL_MESSAGE=message,
+               FAKE_COMFYUI_STEP_SECONDS="0.005")
+    with serving(node, tmp_path, "--cpu", "--listen", "127.0.0.1", env=env) as server:
+        ws = WebSocket(server.port, "bench-client")
+        try:
+            assert ws.receive()["type"] == "status"
+            status, accepted = server.request("/prompt", {"prompt": WORKFLOW, "client_id": "bench-client"})
+            assert status == 200
+            pid = accepted["prompt_id"]
+            messages = ws.until_done(pid)
+        finally:
+            ws.close()
+        types = [m["type"] for m in messages]
+        assert "execution_error" in types and "execution_success" not in types and "executed" not in types
+        error = next(m["data"] for m in messages if m["type"] == "execution_error")
+        assert set(error) >= {"prompt_id", "node_id", "node_type", "executed", "exception_message",
+                              "exception_type", "traceback", "current_inputs", "current_outputs"}
+        assert (error["prompt_id"], error["node_id"], error["node_type"]) == (pid, "8", "KSampler")
+        assert error["exception_message"] == message + "\n" and error["exception_type"] == "RuntimeError"
+        assert {"1", "2", "7"} <= set(error["executed"]) and "8" not in error["executed"]
+        assert error["current_inputs"]["seed"] == [42] and error["current_outputs"] == []
+        assert error["traceback"] and all(isinstance(line, str) for line in error["traceback"])
+
+        hist = server.wait_history(pid)
+        assert hist["status"]["status_str"] == "error" and hist["status"]["completed"] is False
+        assert hist["outputs"] == {}
+        event, data = hist["status"]["messages"][-1]
+        assert event == "execution_error" and data["node_type"] == "KSampler"
+        assert data["exception_message"] == message + "\n"
+
+        # Still serving: stats, an empty queue, and a prompt that avoids the failing class runs.
+        assert server.get("/system_stats")[0] == 200
+        assert server.get("/queue") == (200, {"queue_running": [], "queue_pending": []})
+        custom = {k: v for k, v in _workflow().items() if k != "8"}
+        custom.update({
+            "11": {"class_type": "RandomNoise", "inputs": {"noise_seed": 42}},
+            "12": {"class_type": "BasicGuider", "inputs": {"model": ["1", 0], "conditioning": ["5", 0]}},
+            "13": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+            "14": {"class_type": "BasicScheduler", "inputs": {
+                "model": ["1", 0], "scheduler": "simple", "steps": 4, "denoise": 1.0}},
+            "15": {"class_type": "SamplerCustomAdvanced", "inputs": {
+                "noise": ["11", 0], "guider": ["12", 0], "sampler": ["13", 0], "sigmas": ["14", 0],
+                "latent_image": ["7", 0]}},
+        })
+        custom["9"]["inputs"]["samples"] = ["15", 0]
+        custom["10"]["inputs"]["filename_prefix"] = "failing-class/after"
+        status, accepted = server.request("/prompt", {"prompt": custom})
+        assert status == 200, accepted
+        after = server.wait_history(accepted["prompt_id"])
+        assert after["status"]["status_str"] == "success", after["status"]
+        assert after["outputs"]["10"]["images"][0]["subfolder"] == "failing-class"
+    log = server.log.read_text()
+    assert f"!!! Exception during processing !!! {message}" in log
+    assert "Traceback (most recent call last)" in log and f"RuntimeError: {message}" in log

@@ -6,11 +6,17 @@ prompt_no_outputs, prompt_outputs_failed_validation with per-node required_input
 value_not_in_list, invalid_input_type, value_smaller_than_min, value_bigger_than_max,
 return_type_mismatch, bad_linked_input, exception_during_inner_validation.
 Execution caches each node's outputs by its inputs (and those of its inputs), as upstream.
+
+FAKE_COMFYUI_FAIL_CLASS=<class_type> makes every node of that class raise when it executes
+(FAKE_COMFYUI_FAIL_EXCEPTION=<type name>, default RuntimeError; FAKE_COMFYUI_FAIL_MESSAGE=<text>,
+default "stand-in failure in <class_type>"): the prompt ends with execution_error, as upstream.
 """
 
+import builtins
 import heapq
 import json
 import logging
+import os
 import threading
 import time
 import traceback
@@ -183,12 +189,25 @@ class PromptQueue:
         self.running = {}
         self.history = {}
         self.flags = {}
+        self.answered = {}
 
-    def put(self, item):
+    def put(self, item, answered=None):
+        """Queue a prompt; ``answered`` (an Event) is set once POST /prompt has replied."""
         with self.cond:
+            if answered is not None:
+                self.answered[item[1]] = answered
             heapq.heappush(self.queue, item)
             self.server.queue_updated()
             self.cond.notify()
+
+    def wait_answered(self, prompt_id, timeout=5.0):
+        """Wait until the client has its prompt_id: no model loads here, so without this a prompt
+        could run (and FAKE_COMFYUI_MPS_ABORT kill the process) before POST /prompt replies, which
+        cannot happen on a real node (loading the models takes seconds)."""
+        with self.cond:
+            event = self.answered.pop(prompt_id, None)
+        if event is not None:
+            event.wait(timeout)
 
     def get(self, timeout=None):
         """Pop the next prompt (lowest number); None when ``timeout`` passes first."""
@@ -232,12 +251,14 @@ class PromptQueue:
     def wipe_queue(self):
         with self.cond:
             self.queue = []
+            self.answered = {}
         self.server.queue_updated()
 
     def delete_queue_item(self, prompt_id):
         with self.cond:
             self.queue = [x for x in self.queue if x[1] != prompt_id]
             heapq.heapify(self.queue)
+            self.answered.pop(prompt_id, None)
         self.server.queue_updated()
 
     def wipe_history(self):
@@ -256,6 +277,41 @@ class PromptQueue:
         with self.cond:
             flags, self.flags = self.flags, {}
             return flags
+
+
+def full_type_name(klass):
+    """As upstream: builtins by bare name, others as module.qualname."""
+    module = klass.__module__
+    if module == "builtins":
+        return klass.__qualname__
+    return module + "." + klass.__qualname__
+
+
+def format_value(x):
+    """As upstream (current_inputs of execution_error)."""
+    if x is None:
+        return None
+    if isinstance(x, (int, float, bool, str)):
+        return x
+    return str(x)
+
+
+def _stand_in_exception_type(name):
+    """The exception class FAKE_COMFYUI_FAIL_EXCEPTION names: a builtin one, else a new class with
+    that (dotted) name, so full_type_name() gives back exactly ``name``."""
+    found = getattr(builtins, name, None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        return found
+    module, _, qualname = name.rpartition(".")
+    return type(qualname, (Exception,), {"__module__": module or "builtins"})
+
+
+def fail_if_asked(class_type):
+    """FAKE_COMFYUI_FAIL_CLASS: raise as a failing node of that class would."""
+    if not class_type or os.environ.get("FAKE_COMFYUI_FAIL_CLASS") != class_type:
+        return
+    exc_type = _stand_in_exception_type(os.environ.get("FAKE_COMFYUI_FAIL_EXCEPTION") or "RuntimeError")
+    raise exc_type(os.environ.get("FAKE_COMFYUI_FAIL_MESSAGE") or "stand-in failure in {}".format(class_type))
 
 
 def _signature(prompt, node_id, memo):
@@ -357,6 +413,7 @@ class PromptExecutor:
 
             nodes.Context.progress = progress
             try:
+                fail_if_asked(class_type)
                 out = getattr(obj_class(), obj_class.FUNCTION)(**kwargs)
             except nodes.InterruptProcessingException:
                 logging.info("Processing interrupted")
@@ -369,11 +426,10 @@ class PromptExecutor:
                 logging.error(tb)
                 add("execution_error", {
                     "prompt_id": prompt_id, "node_id": nid, "node_type": class_type, "executed": executed,
-                    "exception_message": "{}\n".format(ex), "exception_type": "{}.{}".format(
-                        type(ex).__module__, type(ex).__name__),
+                    "exception_message": "{}\n".format(ex), "exception_type": full_type_name(type(ex)),
                     "traceback": traceback.format_tb(ex.__traceback__),
-                    "current_inputs": {k: [repr(v)] for k, v in kwargs.items() if k not in ("prompt",)},
-                    "current_outputs": {},
+                    "current_inputs": {k: [format_value(v)] for k, v in kwargs.items() if k not in ("prompt",)},
+                    "current_outputs": list(cached),
                 })
                 return {}, {"status_str": "error", "completed": False, "messages": messages}
             finally:

@@ -8,6 +8,13 @@ server), same HTTP/WebSocket API shapes; no models are run. Behaviour switches
   FAKE_COMFYUI_STEP_SECONDS=S     sampler time per step (default 0.02)
   FAKE_COMFYUI_BLACK_IMAGE=1      VAEDecode yields all-black images (also: a UNet file
                                   name containing "black")
+  FAKE_COMFYUI_MPS_ABORT=1        at a sampler's first step, write macOS's MPSNDArray "failed
+                                  assertion" (ComfyUI-GGUF issue #107) to stderr and os.abort()
+                                  the whole process (SIGABRT, 134 in a shell)
+  FAKE_COMFYUI_FAIL_CLASS=NAME    nodes of class NAME raise when executed (execution_error; the
+                                  server keeps serving); FAKE_COMFYUI_FAIL_EXCEPTION=TYPE (default
+                                  RuntimeError), FAKE_COMFYUI_FAIL_MESSAGE=TEXT (default
+                                  "stand-in failure in NAME")
   FAKE_MACOS_MPS=1|0              read by the stand-in torch: MPS available or not
   FAKE_COMFYUI_DEVICE=cpu|mps     force the device /system_stats reports (cpu: a Mac whose
                                   background session lacks Metal runs on the CPU, no crash)
@@ -101,6 +108,7 @@ def prompt_worker(q, server_instance):
     while True:
         item = q.get(timeout=0.5)
         if item is not None:
+            q.wait_answered(item[1])
             start = time.perf_counter()
             server_instance.client_id = item[3].get("client_id")
             outputs, status = executor.execute(item[2], item[1], item[3], item[4])

@@ -57,6 +57,31 @@ class Context:
     progress = staticmethod(lambda value, total: None)
 
 
+# What macOS prints (then SIGABRT) when a Metal buffer is too small: ComfyUI-GGUF issue #107.
+MPS_ASSERTION = (
+    "/AppleInternal/Library/BuildRoots/5a8a3fcc-55cb-11ef-848e-8a553ba56670/Library/Caches/com.apple.xbs/"
+    "Sources/MetalPerformanceShaders/MPSCore/Types/MPSNDArray.mm:891: failed assertion `[MPSNDArray, "
+    "initWithBufferImpl:offset:descriptor:isForNDArrayAlias:isUserBuffer:] Error: buffer is not large enough. "
+    "Must be 63700992 bytes\n'\n"
+)
+
+
+def _mps_abort():
+    """FAKE_COMFYUI_MPS_ABORT=1: the Metal assertion on stderr (fd 2, as the OS writes it), then SIGABRT."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:  # no core file in the checkout (macOS writes a crash report instead)
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ImportError, OSError, ValueError):
+        pass
+    os.write(2, MPS_ASSERTION.encode("utf-8"))
+    os.abort()
+
+
 def _sampler_steps(steps):
     """Sleep per step like a (very fast) sampler; report progress; honour /interrupt."""
     delay = float(os.environ.get("FAKE_COMFYUI_STEP_SECONDS", "0.02"))
@@ -64,6 +89,8 @@ def _sampler_steps(steps):
         if processing_interrupted():
             interrupt_processing(False)
             raise InterruptProcessingException()
+        if i == 1 and os.environ.get("FAKE_COMFYUI_MPS_ABORT") == "1":
+            _mps_abort()
         time.sleep(delay)
         Context.progress(i, steps)
 

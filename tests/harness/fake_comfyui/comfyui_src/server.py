@@ -360,8 +360,12 @@ def _make_handler(server):
                 extra_data["client_id"] = body["client_id"]
             if valid[0]:
                 prompt_id = str(body.get("prompt_id") or uuid.uuid4())
-                server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2]))
-                return self._json({"prompt_id": prompt_id, "number": number, "node_errors": valid[3]})
+                answered = threading.Event()
+                server.prompt_queue.put((number, prompt_id, prompt, extra_data, valid[2]), answered)
+                try:
+                    return self._json({"prompt_id": prompt_id, "number": number, "node_errors": valid[3]})
+                finally:
+                    answered.set()
             logging.warning("invalid prompt: {}".format(valid[1]))
             return self._json({"error": valid[1], "node_errors": valid[3]}, 400)
 
