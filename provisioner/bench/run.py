@@ -19,12 +19,24 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
-from urllib.parse import quote, urlencode
 
 from ..comfy.client import ComfyClient, ComfyUnavailable
 from ..comfy.image import PngError, check_png
+from ..comfy.prompts import (
+    black_hint,
+    fetch_image,
+    fetch_object_info,
+    image_name,
+    interrupt,
+    rejection_text,
+    saved_images,
+    wait_history,
+)
+from ..comfy.timing import RunTimer, RunTiming
 from ..comfy.websocket import ComfyWebSocket, WebSocketError
 from ..comfy.workflows import (
+    DECODE_CLASSES,
+    SAMPLER_CLASSES,
     DEFAULT_PROMPT,
     WorkflowFiles,
     check_workflow,
@@ -43,18 +55,13 @@ from .report import (
     ImageResult,
     MemoryPoint,
     RunResult,
-    RunTimer,
-    RunTiming,
     run_memory,
     summarise,
     to_point,
 )
 
-SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
-DECODE_CLASSES = ("VAEDecode", "VAEDecodeTiled")
 MEMORY_INTERVAL = 1.0
 FIRST_SAMPLE_TIMEOUT = 15.0
-HISTORY_WAIT = 15.0
 LOGS_HINT = "see `provision logs NODE.yaml` for ComfyUI's side"
 
 
@@ -178,29 +185,6 @@ def installed_quality(state: dict, model: str, configured: str) -> str:
     if recorded.get("model") == model and recorded.get("quality"):
         return str(recorded["quality"])
     return configured
-
-
-def fetch_object_info(client: ComfyClient, classes: list[str]) -> dict[str, Any]:
-    """Ask ``/object_info/{class}`` for each class (a few KB each, not the 500 KB whole)."""
-    info: dict[str, Any] = {}
-    for name in classes:
-        answer = client.get_json(f"/object_info/{quote(name, safe='')}") or {}
-        if isinstance(answer, dict) and answer.get(name):
-            info[name] = answer[name]
-    return info
-
-
-def rejection_text(body: Any) -> str:
-    """Summarise a POST /prompt 400 answer: the error and each node's first errors."""
-    if not isinstance(body, dict):
-        return str(body)[:300]
-    error = body.get("error") or {}
-    parts = [str(error.get("message") or error.get("type") or "rejected")]
-    for node_id, entry in (body.get("node_errors") or {}).items():
-        for item in (entry.get("errors") or [])[:3]:
-            parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {item.get('message')}"
-                         + (f": {item.get('details')}" if item.get("details") else ""))
-    return "; ".join(parts)
 
 
 def _refuse_busy(client: ComfyClient) -> None:
@@ -333,14 +317,13 @@ class _Session:
     def _collect(self, prompt_id: str, seed: int,
                  number: int) -> tuple[list[ImageResult], Optional[tuple[str, str]]]:
         """Read the prompt's images from /history, pull each via /view, check it."""
-        entry = self._history(prompt_id)
+        entry = wait_history(self.client, prompt_id)
         if entry is None:
             return [], (f"/history/{prompt_id} stayed empty after the prompt finished", LOGS_HINT)
         status = (entry.get("status") or {}).get("status_str")
         if status not in (None, "success"):
             return [], (f"ComfyUI's history says the prompt ended with {status!r}", LOGS_HINT)
-        found = [image for output in (entry.get("outputs") or {}).values()
-                 for image in (output.get("images") or []) if image.get("type", "output") == "output"]
+        found = saved_images(entry)
         if not found:
             return [], ("the prompt finished without saving an image", LOGS_HINT)
         images = []
@@ -351,21 +334,10 @@ class _Session:
             problem = problem or trouble
         return images, problem
 
-    def _history(self, prompt_id: str) -> Optional[dict]:
-        deadline = time.monotonic() + HISTORY_WAIT
-        while True:
-            history = self.client.get_json(f"/history/{quote(prompt_id, safe='')}") or {}
-            if prompt_id in history:
-                return history[prompt_id]
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.2)  # ComfyUI stores the history just after the last message
-
     def _pull(self, image: dict) -> tuple[ImageResult, Optional[tuple[str, str]]]:
         filename, subfolder = str(image.get("filename", "")), str(image.get("subfolder", ""))
-        query = urlencode({"filename": filename, "subfolder": subfolder, "type": "output"})
-        status, data = self.client.request("GET", f"/view?{query}")
-        shown = f"{subfolder}/{filename}" if subfolder else filename
+        status, data = fetch_image(self.client, image)
+        shown = image_name(image)
         if status != 200:
             return (ImageResult(filename=filename, subfolder=subfolder),
                     (f"GET /view of {shown} answered {status}", LOGS_HINT))
@@ -403,18 +375,4 @@ class _Session:
         return f"bench on {self.name}: {which} (seed {run.seed}) failed: {message}", hint
 
     def _interrupt(self) -> None:
-        try:
-            self.client.request("POST", "/interrupt", {})
-        except ComfyUnavailable:
-            pass
-
-
-def black_hint(argv: list[str]) -> str:
-    """Say what to do about an all-black image, given ComfyUI's command line."""
-    if "--fp32-vae" not in argv:
-        return ("an all-black (NaN) image is the MPS fp16-VAE failure: ComfyUI must run with "
-                "--fp32-vae (not --fp32vae); this one does not, so re-run `provision up NODE.yaml`, "
-                "which starts it with --fp32-vae")
-    return ("an all-black (NaN) image is the MPS fp16-VAE failure; this ComfyUI already runs with "
-            "--fp32-vae, so also try comfyui: {extra_args: [--cpu-vae]} in node.yaml and check the "
-            "VAE file (ae.safetensors)")
+        interrupt(self.client)

@@ -31,6 +31,9 @@ MODEL_INPUT_FOLDERS = {"unet_name": "models/unet (or models/diffusion_models)",
                        "clip_name1": "models/clip (or models/text_encoders)",
                        "clip_name2": "models/clip (or models/text_encoders)",
                        "vae_name": "models/vae"}
+# The classes whose progress is the sampling, and the decode that follows it.
+SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
+DECODE_CLASSES = ("VAEDecode", "VAEDecodeTiled")
 GGUF_CLASSES = {"UnetLoaderGGUF", "UnetLoaderGGUFAdvanced", "CLIPLoaderGGUF", "DualCLIPLoaderGGUF"}
 LINK_TYPES = {"MODEL", "CLIP", "VAE", "CONDITIONING", "LATENT", "IMAGE", "NOISE", "GUIDER",
               "SAMPLER", "SIGMAS"}

@@ -8,10 +8,10 @@ from provisioner.bench.report import (
     ImageResult,
     MemoryPoint,
     RunResult,
-    RunTimer,
     run_memory,
     summarise,
 )
+from provisioner.comfy.timing import RunTimer
 
 PROMPT = "p-1"
 
