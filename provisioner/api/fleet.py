@@ -45,7 +45,8 @@ def fleet_plan(fleet_path: str, *, accept_new_host_key: bool = False, parallel: 
 
 def fleet_up(fleet_path: str, *, parallel: Optional[int] = None, max_downloads: Optional[int] = None,
              fail_fast: bool = False, retry_failed: bool = False, timeout: Optional[float] = None,
-             no_launch: bool = False, no_models: bool = False, accept_new_host_key: bool = False,
+             no_launch: bool = False, no_models: bool = False, no_smoke: bool = False,
+             accept_new_host_key: bool = False,
              lock_wait: int = 10, on_event: FleetEventSink = lambda name, event: None,
              hold: Optional[FleetHold] = None,
              on_tunnel_event: Callable[[str, str], None] = lambda name, message: None,
@@ -65,7 +66,7 @@ def fleet_up(fleet_path: str, *, parallel: Optional[int] = None, max_downloads: 
 
     def one(member, node) -> UpReport:
         return up(member.label, config=member.config, connection=node, no_launch=no_launch,
-                  no_models=no_models, lock_wait=lock_wait,
+                  no_models=no_models, no_smoke=no_smoke, lock_wait=lock_wait,
                   download_slot=gate.slot_for(member.name, on_event),
                   on_event=lambda event: on_event(member.name, event))
 
@@ -173,7 +174,8 @@ def fleet_bench(fleet_path: str, *, options: Optional["BenchOptions"] = None, hi
 
 def fleet_session(fleet_path: str, *, deadline: "datetime.datetime", warn_before: tuple = (),
                   wipe: str = "none", keep_outputs_remote: bool = False, discard_outputs: bool = False,
-                  drain_timeout: float = 60.0, no_models: bool = False, max_downloads: Optional[int] = None,
+                  drain_timeout: float = 60.0, no_models: bool = False, no_smoke: bool = False,
+                  max_downloads: Optional[int] = None,
                   accept_new_host_key: bool = False, parallel: Optional[int] = None,
                   on_event: FleetEventSink = lambda name, event: None,
                   on_session: Callable[["SessionEvent"], None] = lambda event: None,
@@ -197,7 +199,7 @@ def fleet_session(fleet_path: str, *, deadline: "datetime.datetime", warn_before
 
     def one_up(member, node) -> UpReport:
         return up(member.label, config=member.config, connection=node, no_models=no_models,
-                  download_slot=gate.slot_for(member.name, on_event),
+                  no_smoke=no_smoke, download_slot=gate.slot_for(member.name, on_event),
                   on_event=lambda event: on_event(member.name, event))
 
     def one_down(member, node) -> "DownReport":

@@ -54,6 +54,8 @@ class PlanReport(NodeReport):
     plan: ModelPlan
     steps: list[StepPreview]
     cost: RunCost
+    compatibility: list[str] = Field(
+        default_factory=list, description="what upstream knows about this software set on this node")
 
 
 def plan(config_path: str, *, memory_bytes: Optional[int] = None,
@@ -66,6 +68,7 @@ def plan(config_path: str, *, memory_bytes: Optional[int] = None,
     names the node in errors) and its open ``connection``.
     """
     from ..install.catalog import load_catalog
+    from ..install.compat import sequoia_warning
     from ..install.sizing import SizingOptions, choose_models
     from ..node.facts import assumed_facts, gather
 
@@ -84,6 +87,8 @@ def plan(config_path: str, *, memory_bytes: Optional[int] = None,
         node=cfg.name, host=cfg.host, facts_source="assumed" if facts.assumed else "node",
         facts=facts, plan=model_plan, steps=preview_steps(cfg, facts, model_plan),
         cost=RunCost.of(stats),
+        compatibility=sequoia_warning(facts.platform, facts.os_version, cfg.torch.torch,
+                                      [item.name for item in model_plan.files]),
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, ContextManager, Optional
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
+
+from pydantic import Field
 
 from ..core.config import NodeConfig, load_node
 from ..core.errors import StepFailed
@@ -30,6 +32,8 @@ class UpReport(NodeReport):
     duration: float
     cost: RunCost
     error: Optional[str] = None
+    first_image: Optional[dict[str, Any]] = Field(
+        None, description="the smoke step's result: made this run or recorded by an earlier one")
 
 
 def launched(results: list[StepResult]) -> bool:
@@ -38,8 +42,8 @@ def launched(results: list[StepResult]) -> bool:
 
 
 def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
-       no_models: bool = False, accept_new_host_key: bool = False, break_lock: bool = False,
-       lock_wait: int = 10, on_event: EventSink = lambda event: None,
+       no_models: bool = False, no_smoke: bool = False, accept_new_host_key: bool = False,
+       break_lock: bool = False, lock_wait: int = 10, on_event: EventSink = lambda event: None,
        hold: Optional[Callable[[UpReport, "Tunnel"], None]] = None,
        on_tunnel_event: Callable[[str], None] = lambda message: None,
        config: Optional[NodeConfig] = None, connection=None,
@@ -70,7 +74,8 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
         # The disk check is preflight_downloads': it counts only the bytes still to fetch, so
         # a re-run after the models landed is not refused for the space they now take.
         steps = load_steps(cfg, facts, model_plan,
-                           {"skip_models": no_models, "skip_launch": no_launch})
+                           {"skip_models": no_models, "skip_launch": no_launch,
+                            "skip_smoke": no_smoke})
         paths = node_paths(cfg, facts)
         token = hub_token(cfg)
         ctx = StepContext(node=node, paths=paths, secrets={"hf_token": token} if token else {})
@@ -79,7 +84,8 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
             return UpReport(
                 node=cfg.name, host=cfg.host, dry_run=dry_run, ok=error is None, plan=model_plan,
                 steps=results, changed=sum(r.status == "changed" for r in results),
-                duration=time.monotonic() - started, cost=RunCost.of(node.stats), error=error)
+                duration=time.monotonic() - started, cost=RunCost.of(node.stats), error=error,
+                first_image=ctx.records.get("smoke"))
 
         if dry_run:
             return report(run_steps(node, steps, ctx, dry_run=True, on_event=on_event))

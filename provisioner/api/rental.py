@@ -67,6 +67,7 @@ def down(config_path: str, *, wipe: str = "none", keep_outputs_remote: bool = Fa
 def session(config_path: str, *, deadline: "datetime.datetime",
             warn_before: tuple = (), wipe: str = "none", keep_outputs_remote: bool = False,
             discard_outputs: bool = False, drain_timeout: float = 60.0, no_models: bool = False,
+            no_smoke: bool = False,
             accept_new_host_key: bool = False, on_step: EventSink = lambda event: None,
             on_event: Callable[["SessionEvent"], None] = lambda event: None,
             on_teardown: Callable[["TeardownEvent"], None] = lambda event: None,
@@ -84,7 +85,8 @@ def session(config_path: str, *, deadline: "datetime.datetime",
     check_wipe_options(wipe, keep_outputs_remote)
 
     def bring_up(hold) -> UpReport:
-        return up(config_path, no_models=no_models, accept_new_host_key=accept_new_host_key,
+        return up(config_path, no_models=no_models, no_smoke=no_smoke,
+                  accept_new_host_key=accept_new_host_key,
                   on_event=on_step, hold=hold, on_tunnel_event=on_tunnel_event, config=cfg)
 
     def tear_down():

@@ -57,6 +57,7 @@ class StatusReport(NodeReport):
     service: ServiceState
     health: Health
     memory: Optional[MemorySample] = None
+    first_image: Optional[dict[str, Any]] = None  # the last smoke result (up's first image)
 
 
 def status(config_path: str, *, accept_new_host_key: bool = False,
@@ -76,9 +77,11 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
         paths = node_paths(cfg, facts)
         steps = node_steps(cfg, facts)
         launch, health = steps["launch"], steps["health"]
+        smoke = steps.get("smoke")  # a user playbook may skip it
         script = (f"echo @@state; cat {q(paths.state_file)} 2>/dev/null; "
                   f"echo @@service; {status_script(launch)}; "
-                  f"echo @@memory; {memory_script(facts.platform)}")
+                  + (f"echo @@smoke; cat {q(smoke.record)} 2>/dev/null; " if smoke else "")
+                  + f"echo @@memory; {memory_script(facts.platform)}")
         output = node.run("/bin/sh -s", stdin=script + "\n", check=False).stdout
         found = sections(output)
         state = _json_or_empty(found.get("state", ""))
@@ -94,6 +97,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
             service=ServiceState(uptime=parse_uptime(found.get("service", "")), **service),
             health=check_health(node, health),
             memory=memory,
+            first_image=_json_or_empty(found.get("smoke", "")) or None,
         )
 
 

@@ -23,6 +23,7 @@ from .options import (
     MAX_DOWNLOADS,
     NO_LAUNCH,
     NO_MODELS,
+    NO_SMOKE,
     PARALLEL,
     SESSION_DRAIN_TIMEOUT,
     UNTIL,
@@ -116,12 +117,14 @@ def fleet_plan(fleet_yaml: str, parallel: Optional[int], as_json: bool, accept_n
 @JSON_RECAP
 @NO_LAUNCH
 @NO_MODELS
+@NO_SMOKE
 @click.option("--no-tunnel", is_flag=True, help="Do not hold the tunnels open after launching.")
 @LOCK_WAIT_FLEET
 @ACCEPT_NEW_HOST_KEY
 def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[int], fail_fast: bool,
              retry_failed: bool, timeout: Optional[float], as_json: bool, no_launch: bool,
-             no_models: bool, no_tunnel: bool, lock_wait: int, accept_new_host_key: bool) -> None:
+             no_models: bool, no_smoke: bool, no_tunnel: bool, lock_wait: int,
+             accept_new_host_key: bool) -> None:
     """Bring every node up in parallel; then hold one tunnel per healthy node."""
     out = Output(as_json)
 
@@ -141,7 +144,8 @@ def fleet_up(fleet_yaml: str, parallel: Optional[int], max_downloads: Optional[i
             report = api.fleet_up(
                 fleet_yaml, parallel=parallel, max_downloads=max_downloads, fail_fast=fail_fast,
                 retry_failed=retry_failed, timeout=timeout, no_launch=no_launch,
-                no_models=no_models, lock_wait=lock_wait, accept_new_host_key=accept_new_host_key,
+                no_models=no_models, no_smoke=no_smoke, lock_wait=lock_wait,
+                accept_new_host_key=accept_new_host_key,
                 on_event=progress.handle, hold=None if no_tunnel else hold,
                 on_tunnel_event=fleet_tunnel_note)
         if held:
@@ -295,13 +299,15 @@ def fleet_bench(fleet_yaml: str, model: Optional[str], steps: Optional[int], run
 @DISCARD_OUTPUTS
 @SESSION_DRAIN_TIMEOUT
 @NO_MODELS
+@NO_SMOKE
 @MAX_DOWNLOADS
 @PARALLEL
 @JSON_RECAP
 @ACCEPT_NEW_HOST_KEY
 def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str], warn: str,
                   wipe: str, keep_outputs_remote: bool, discard_outputs: bool, drain_timeout: float,
-                  no_models: bool, max_downloads: Optional[int], parallel: Optional[int],
+                  no_models: bool, no_smoke: bool, max_downloads: Optional[int],
+                  parallel: Optional[int],
                   as_json: bool, accept_new_host_key: bool) -> None:
     """Fleet up, hold every tunnel with a countdown, then harvest and tear every node down."""
     out = Output(as_json)
@@ -346,7 +352,8 @@ def fleet_session(fleet_yaml: str, until: Optional[str], duration: Optional[str]
                 report = api.fleet_session(
                     fleet_yaml, deadline=deadline, warn_before=tuple(warnings), wipe=wipe,
                     keep_outputs_remote=keep_outputs_remote, discard_outputs=discard_outputs,
-                    drain_timeout=drain_timeout, no_models=no_models, max_downloads=max_downloads,
+                    drain_timeout=drain_timeout, no_models=no_models, no_smoke=no_smoke,
+                    max_downloads=max_downloads,
                     accept_new_host_key=accept_new_host_key, parallel=parallel,
                     on_event=lambda name, event: phases[-1].handle(name, event),
                     on_session=on_session, on_ready=on_ready,

@@ -192,9 +192,13 @@ def _error_cell(line) -> Text:
 
 def show_fleet_up(console: Console, report) -> None:
     """Print the recap of a ``fleet up``: node, status, changed steps, time, URL or error."""
-    table = _fleet_table("Fleet recap: up", ("node", "status", "changed", "time", "url or error"))
+    table = _fleet_table("Fleet recap: up", ("node", "status", "changed", "time", "first image",
+                                             "url or error"))
     for line in report.nodes:
         changed = str(line.report.changed) if line.report is not None else "-"
+        first = getattr(line.report, "first_image", None) or {}
+        image = (styled(f"{first['seconds']:.1f}s", "green") if first.get("ok") and first.get("seconds")
+                 else styled("failed", "red") if first and not first.get("ok") else "-")
         if line.url:
             where = line.url
         elif line.error:
@@ -203,7 +207,7 @@ def show_fleet_up(console: Console, report) -> None:
             launched = line.report is not None and any(
                 r.name == "health" and r.status in ("ok", "changed") for r in line.report.steps)
             where = "healthy (no tunnel)" if launched else "installed (not launched)"
-        add_row(table, line.node, _status_cell(line), changed, f"{line.seconds:.1f}s", where)
+        add_row(table, line.node, _status_cell(line), changed, f"{line.seconds:.1f}s", image, where)
     console.print(table)
     _fleet_summary(console, report)
 

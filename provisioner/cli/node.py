@@ -16,6 +16,7 @@ from .options import (
     LOCK_WAIT,
     NO_LAUNCH,
     NO_MODELS,
+    NO_SMOKE,
     NODE_YAML,
     OPEN_BROWSER,
 )
@@ -47,6 +48,7 @@ def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_k
 @click.option("--dry-run", is_flag=True, help="Check every step and say what would change; change nothing.")
 @NO_LAUNCH
 @NO_MODELS
+@NO_SMOKE
 @JSON_RECAP
 @click.option("-v", "--verbose", is_flag=True, help="Stream the node's full output.")
 @ACCEPT_NEW_HOST_KEY
@@ -54,7 +56,7 @@ def plan(node_yaml: str, memory: Optional[str], as_json: bool, accept_new_host_k
 @LOCK_WAIT
 @click.option("--no-tunnel", is_flag=True, help="Do not hold the tunnel open after launching.")
 @OPEN_BROWSER
-def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json: bool,
+def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, no_smoke: bool, as_json: bool,
        verbose: bool, accept_new_host_key: bool, break_lock: bool, lock_wait: int,
        no_tunnel: bool, open_browser: bool) -> None:
     """Bring the node up: facts -> sizing -> steps -> launch; re-running resumes."""
@@ -77,7 +79,8 @@ def up(node_yaml: str, dry_run: bool, no_launch: bool, no_models: bool, as_json:
         try:
             with progress:
                 report = api.up(node_yaml, dry_run=dry_run, no_launch=no_launch,
-                                no_models=no_models, accept_new_host_key=accept_new_host_key,
+                                no_models=no_models, no_smoke=no_smoke,
+                                accept_new_host_key=accept_new_host_key,
                                 break_lock=break_lock, lock_wait=lock_wait,
                                 on_event=progress.handle,
                                 hold=None if (no_tunnel or dry_run) else hold,

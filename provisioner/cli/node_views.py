@@ -71,7 +71,7 @@ def show_plan(console: Console, report) -> None:
     else:
         console.print(Text.assemble(disk_line + " -> ",
                                     (f"SHORT by {format_bytes(plan.disk_shortfall_bytes)}", "bold red")))
-    for warning in plan.warnings:
+    for warning in list(plan.warnings) + list(getattr(report, "compatibility", [])):
         console.print(Text.assemble(("warning:", "yellow"), f" {warning}"))
     console.print()
     steps = Table(title="Steps `provision up` would run", title_justify="left")
@@ -225,6 +225,11 @@ def show_up(console: Console, report) -> None:
             f"{report.cost.transfers} transfers)")
     console.print(Text.assemble(f"{summary}, {len(report.steps)} in all, {report.duration:.2f}s ",
                                 (cost, "dim")))
+    first = getattr(report, "first_image", None)
+    if first and first.get("ok") and first.get("made_this_run"):
+        from ..install.steps.smoke import first_image_line
+
+        console.print(Text.assemble(("✓ ", "green"), first_image_line(first)), highlight=False)
 
 
 def show_status(console: Console, report) -> None:
@@ -256,11 +261,23 @@ def show_status(console: Console, report) -> None:
         add_row(table, "unets", ", ".join(health.unets))
     if health.text_encoders:
         add_row(table, "text encoders", ", ".join(health.text_encoders))
+    if report.first_image:
+        add_row(table, "first image", smoke_summary(report.first_image))
     if report.memory:
         style = VERDICT_STYLE.get(report.memory.pressure, "")
         add_row(table, "memory", Text.assemble("pressure ", (report.memory.pressure, style), ", swap used "
                                                f"{format_bytes(report.memory.swap_used_bytes)}"))
     console.print(table)
+
+
+def smoke_summary(record: dict) -> Text:
+    """The last first image (``up``'s smoke step): when, how long, ok or the error."""
+    from ..install.steps.smoke import first_image_line
+
+    when = str(record.get("at", "?")).replace("T", " ")
+    if record.get("ok"):
+        return Text.assemble(("ok", "green"), f" {when}: {first_image_line(record)}")
+    return Text.assemble(("failed", "red"), f" {when}: {record.get('error') or record.get('outcome')}")
 
 
 def show_restart(console: Console, health) -> None:

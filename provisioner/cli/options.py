@@ -23,6 +23,8 @@ JSON_RECAP = click.option("--json", "as_json", is_flag=True,
 NO_LAUNCH = click.option("--no-launch", is_flag=True,
                          help="Install everything but do not start ComfyUI.")
 NO_MODELS = click.option("--no-models", is_flag=True, help="Skip the model downloads.")
+NO_SMOKE = click.option("--no-smoke", is_flag=True,
+                        help="Do not make the first image that proves the node works.")
 OPEN_BROWSER = click.option("--open", "open_browser", is_flag=True,
                             help="Open the URL in a browser once healthy.")
 MAX_DOWNLOADS = click.option("--max-downloads", type=click.IntRange(1, 256), metavar="N",

@@ -20,6 +20,7 @@ from .options import (
     KEEP_OUTPUTS_REMOTE,
     LOCK_WAIT,
     NO_MODELS,
+    NO_SMOKE,
     NODE_YAML,
     OPEN_BROWSER,
     SESSION_DRAIN_TIMEOUT,
@@ -113,11 +114,13 @@ def ask_teardown() -> str:
 @DISCARD_OUTPUTS
 @SESSION_DRAIN_TIMEOUT
 @NO_MODELS
+@NO_SMOKE
 @JSON_RECAP
 @OPEN_BROWSER
 @ACCEPT_NEW_HOST_KEY
 def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn: str, wipe: str,
             keep_outputs_remote: bool, discard_outputs: bool, drain_timeout: float, no_models: bool,
+            no_smoke: bool,
             as_json: bool, open_browser: bool, accept_new_host_key: bool) -> None:
     """Up, hold the tunnel with a countdown, then harvest and tear down at the deadline."""
     out = Output(as_json)
@@ -166,7 +169,7 @@ def session(node_yaml: str, until: Optional[str], duration: Optional[str], warn:
                 report = api.session(
                     node_yaml, deadline=deadline, warn_before=tuple(warnings), wipe=wipe,
                     keep_outputs_remote=keep_outputs_remote, discard_outputs=discard_outputs,
-                    drain_timeout=drain_timeout, no_models=no_models,
+                    drain_timeout=drain_timeout, no_models=no_models, no_smoke=no_smoke,
                     accept_new_host_key=accept_new_host_key, on_step=steps.handle,
                     on_event=on_event, on_teardown=teardown.handle, on_tunnel_event=tunnel_note,
                     ask=ask)

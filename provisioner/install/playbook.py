@@ -97,8 +97,10 @@ def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
         "pip_options": pip_options(cfg),
         "device": device_for(facts),
         "comfyui_args": comfyui_args(cfg, paths, device_for(facts)),
+        "local_outputs": str(cfg.outputs_dir()),
         "skip_models": False,
         "skip_launch": False,
+        "skip_smoke": False,
     }
 
 

@@ -9,6 +9,7 @@ from .git import GitStep
 from .join import JoinStep
 from .pip import PipStep
 from .service import ServiceStep
+from .smoke import SmokeStep
 from .template import TemplateStep
 from .venv import VenvStep
 from .wait_http import WaitHttpStep
@@ -23,6 +24,7 @@ STEP_KINDS: dict[str, type[Step]] = {
     "join": JoinStep,
     "service": ServiceStep,
     "wait_http": WaitHttpStep,
+    "smoke": SmokeStep,
 }
 
 __all__ = ["Change", "Step", "StepContext", "STEP_KINDS"]

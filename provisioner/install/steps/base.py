@@ -36,6 +36,7 @@ class StepContext:
     on_progress: Callable[[dict], None] = lambda event: None  # structured progress (downloads)
     secrets: dict = dataclasses.field(default_factory=dict)  # never logged, never stored
     jobs: dict = dataclasses.field(default_factory=dict)  # background steps by name: {name: Job}
+    records: dict = dataclasses.field(default_factory=dict)  # what steps report to the run, by name
 
 
 class Job(Protocol):

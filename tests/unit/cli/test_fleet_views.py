@@ -49,6 +49,20 @@ def test_the_up_recap_shows_bracketed_errors_and_hints_verbatim():
     assert "mac[plot]: hint: chmod [it]" in out
 
 
+def test_the_up_recap_shows_each_nodes_first_image():
+    made = NS(changed=3, steps=[], first_image={"ok": True, "seconds": 41.27})
+    black = NS(changed=1, steps=[], first_image={"ok": False, "error": "all black"})
+    report = fleet_report(line("m1", url="http://127.0.0.1:8189/", report=made),
+                          line("m2", "failed", error="step smoke: all black", report=black),
+                          line("m3", url="http://127.0.0.1:8190/"))
+    console = plain_console()
+    fleet_views.show_fleet_up(console, report)
+    rows = {row.split()[1]: row for row in text(console).splitlines()
+            if row.split()[1:2] in (["m1"], ["m2"], ["m3"])}
+    assert "41.3s" in rows["m1"] and "failed" in rows["m2"].split("step smoke")[0]
+    assert "41.3s" not in rows["m3"] and "failed" not in rows["m3"]
+
+
 def test_the_down_recap_shows_a_bracketed_folder_verbatim():
     down = NS(dry_run=False, nothing_to_do=False, removals=[NS(done=True)],
               harvest=NS(pulled=[1], bytes_pulled=10, dest="./outputs/[m4]"))

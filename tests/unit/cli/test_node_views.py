@@ -88,9 +88,12 @@ def test_the_status_shows_a_bracketed_problem_verbatim():
                 model_plan=None, remote_port=8188, memory=None,
                 service=NS(running=False, loaded=True),
                 health=NS(healthy=False, problem="GET /system_stats: [errno 61] refused",
-                          unets=[], text_encoders=[]))
+                          unets=[], text_encoders=[]),
+                first_image={"ok": False, "at": "2026-12-07T04:05:42+00:00",
+                             "error": "the first image failed in VAEDecode [node 9]"})
     console = plain_console()
     node_views.show_status(console, report)
     out = text(console)
     assert "failed at models[q8]" in out
+    assert "failed 2026-12-07 04:05:42+00:00: the first image failed in VAEDecode [node 9]" in out
     assert "unhealthy: GET /system_stats: [errno 61] refused" in out

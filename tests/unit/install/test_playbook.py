@@ -29,13 +29,18 @@ def test_builtin_playbook_renders_in_order():
     names = [step.name for step in steps]
     assert names[:10] == ["workdir", "python", "models", "venv", "constraints", "torch", "comfyui",
                           "comfyui-requirements", "gguf-node", "gguf-requirements"]
-    assert names[-3:] == ["models-ready", "launch", "health"]
+    assert names[-4:] == ["models-ready", "launch", "health", "smoke"]
     kinds = {step.name: step.kind for step in steps}
     assert kinds["comfyui"] == "git" and kinds["torch"] == "pip" and kinds["venv"] == "venv"
     # The download starts once a Python exists, in the background; models-ready waits for it.
     by_name = {step.name: step for step in steps}
     assert by_name["models"].background and by_name["models"].python == by_name["python"].creates
     assert (kinds["models-ready"], by_name["models-ready"].step) == ("join", "models")
+    # The first image uses what launch started ComfyUI with, and the plan's files.
+    smoke = by_name["smoke"]
+    assert smoke.argv == by_name["launch"].argv[1:] and smoke.port == by_name["health"].port
+    assert {item["role"] for item in smoke.models} == {"unet", "t5", "clip_l", "vae"}
+    assert smoke.versions["torch"] == "2.3.1" and smoke.record.endswith("/state/smoke.json")
 
 
 def test_a_join_must_name_a_step_before_it_and_only_some_kinds_run_in_the_background(tmp_path):
