@@ -110,8 +110,22 @@ def wait_for_interrupt() -> None:
         pass
 
 
+def _raise_terminated(signum, frame) -> None:
+    from ..core.errors import Terminated
+
+    raise Terminated()
+
+
 def run(action: Callable[[], Optional[int]], out: Optional[Output] = None) -> None:
-    """Run a command body; turn our errors into one line on stderr and an exit code."""
+    """Run a command body; turn our errors into one line on stderr and an exit code.
+
+    SIGTERM stops a command the way Ctrl-C does (a command may set its own handler), so what
+    it started on the node is stopped and the exit code says which: 130 or 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code = action()
     except ProvisionError as error:
@@ -121,9 +135,12 @@ def run(action: Callable[[], Optional[int]], out: Optional[Output] = None) -> No
             out.error(error)
         show_error(console(stderr=True), redact(str(error)), redact(error.hint))
         sys.exit(int(error.exit_status))
-    except KeyboardInterrupt:
-        console(stderr=True).print("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        from ..core.errors import Terminated
+
+        terminated = isinstance(interrupt, Terminated)
+        console(stderr=True).print(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'})")
+        sys.exit(int(ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED))
     sys.exit(int(code or ExitStatus.OK))
 
 

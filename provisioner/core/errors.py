@@ -14,6 +14,8 @@ class ExitStatus(enum.IntEnum):
     FAILED = 1  # something failed on the node
     BAD_INPUT = 2  # config, playbook or command-line error: nothing was changed
     CANNOT_CONNECT = 3  # unreachable, refused, auth or host-key failure
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
+    TERMINATED = 143  # SIGTERM (128 + 15)
 
 
 class ProvisionError(Exception):
@@ -97,6 +99,18 @@ class SizingError(ProvisionError):
 
 class StepFailed(ProvisionError):
     """A playbook step failed on the node; re-running ``up`` resumes from it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so both stop a run the same way."""
+
+
+class Interrupted(StepFailed):
+    """The user stopped a run (Ctrl-C or SIGTERM) during a step; re-running resumes from it."""
+
+    def __init__(self, message: str, hint: str = "", *, terminated: bool = False) -> None:
+        super().__init__(message, hint)
+        self.exit_status = ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
 
 
 class LockHeld(ProvisionError):

@@ -22,7 +22,7 @@ from typing import Callable, ContextManager, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..core.errors import CommandFailed, ProvisionError, StepFailed
+from ..core.errors import CommandFailed, Interrupted, ProvisionError, StepFailed, Terminated
 from ..node.remote import Node
 from .steps import Change, Step, StepContext
 from .steps.base import Job
@@ -129,9 +129,11 @@ def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool 
         done[index] = result
         on_event(StepEvent("end", step, index, total, result=result))
 
+    current: Optional[tuple[Step, int, float, float]] = None  # the step running, for an interrupt
     try:
         for index, step in enumerate(steps):
             started, started_at = time.monotonic(), time.time()
+            current = (step, index, started, started_at)
             on_event(StepEvent("start", step, index, total))
             if not step.when:
                 finish(step, index, StepResult(name=step.name, kind=step.kind, status="skipped",
@@ -171,11 +173,23 @@ def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool 
             finish(step, index, StepResult(name=step.name, kind=step.kind, status=status,
                                            duration=time.monotonic() - started, detail=detail,
                                            started=started_at, background=step.background))
+        current = None
         for job in jobs.values():  # a background step that no join waited for
             try:
                 job.wait()
             except ProvisionError as error:
                 raise _step_failed(job.step, error, results()) from None
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C or SIGTERM: the step under way ends "stopped" (what it began is not recorded
+        # as done), the background ones are stopped below, and the caller learns where to resume.
+        if current is not None and current[1] not in done:
+            step, index, started, started_at = current
+            finish(step, index, StepResult(name=step.name, kind=step.kind, status="stopped",
+                                           duration=time.monotonic() - started,
+                                           detail="interrupted", started=started_at))
+        _stop(jobs, "interrupted")
+        raise _interrupted(current[0] if current else None, results(),
+                           isinstance(interrupt, Terminated)) from None
     finally:
         _stop(jobs, "the run ended")  # no-op unless an error or an interrupt cut the run short
     return results()
@@ -282,6 +296,21 @@ def _apply(step: Step, ctx: StepContext, change: Change, index: int, total: int,
            on_event: EventSink) -> str:
     detail = step.apply(_step_context(step, ctx, index, total, on_event), change)
     return f"{change.reason}: {detail}"
+
+
+def _interrupted(step: Optional[Step], results: list[StepResult], terminated: bool) -> Interrupted:
+    done = [r.name for r in results if r.status in ("ok", "changed")]
+    signal = "SIGTERM" if terminated else "Ctrl-C"
+    where = f"during step {step.name!r}" if step is not None else "after the last step"
+    error = Interrupted(
+        f"interrupted ({signal}) {where}; {len(done)} step(s) done"
+        + (f" ({', '.join(done)})" if done else "")
+        + "; nothing left half-made counts as done, and the node's work for this run was stopped",
+        "re-run `provision up NODE.yaml`: finished steps are checked, not redone, and downloads "
+        "resume where they stopped" + (f"; it goes on from {step.name}" if step is not None else ""),
+        terminated=terminated)
+    error.results = results  # type: ignore[attr-defined]
+    return error
 
 
 def _step_failed(step: Step, error: ProvisionError, results: list[StepResult]) -> StepFailed:

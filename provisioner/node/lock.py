@@ -6,6 +6,14 @@ its stdin until EOF, which comes when we release the lock or when our connection
 So a crashed laptop does not leave a lock behind, and a lock whose keeper died (a node
 reboot) is detected as stale and taken over. On macOS the keeper also runs
 ``caffeinate -w`` on itself, so the node stays awake exactly while a run holds the lock.
+
+The lock is also the run's leash. While it is held, every command the run starts registers
+its process group (sshd starts each command in a session of its own) in ``<lock>/groups``;
+when the keeper sees EOF, whether the run ended, was interrupted or its laptop died, it
+stops every group still registered (TERM, then KILL). A run taking the lock over from a dead
+or broken one stops that run's groups first. So no command of a killed run goes on writing
+beside the next one. Daemons leave their group on purpose (the Linux supervisor runs under
+``setsid``; launchd starts ComfyUI on macOS) and are not touched.
 """
 
 from __future__ import annotations
@@ -22,12 +30,27 @@ from ..core.errors import LockHeld
 
 _KEEPER = r"""
 lock=$1; info=$2; wait=$3; force=$4
+stop_groups() {
+  set -- "$1"/groups/*
+  [ -e "$1" ] || return 0
+  for entry do kill -TERM -"${entry##*/}" 2>/dev/null; kill -CONT -"${entry##*/}" 2>/dev/null; done
+  i=0
+  while [ $i -lt 50 ]; do
+    alive=0
+    for entry do kill -0 -"${entry##*/}" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.1; i=$((i + 1))
+  done
+  for entry do kill -KILL -"${entry##*/}" 2>/dev/null; done
+}
 mkdir -p "$(dirname "$lock")" || exit 1
 tries=0
 while ! mkdir "$lock" 2>/dev/null; do
   pid=$(cat "$lock/pid" 2>/dev/null)
   if [ "$force" = 1 ] || { [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; }; then
     echo "took-over $(cat "$lock/info" 2>/dev/null)" >&2
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    stop_groups "$lock"
     rm -rf "$lock"
     continue
   fi
@@ -41,12 +64,25 @@ while ! mkdir "$lock" 2>/dev/null; do
 done
 echo $$ > "$lock/pid"
 printf '%s\n' "$info" > "$lock/info"
+mkdir "$lock/groups"
 if command -v caffeinate >/dev/null 2>&1; then caffeinate -dimsu -w $$ & fi
 echo acquired
 while read -r _; do :; done
+stop_groups "$lock"
 rm -rf "$lock"
 echo released
 """
+
+# Registers the command's process group with the keeper, runs it, unregisters it.
+# Never runs it once the run's lock is gone (the run ended while this was starting).
+LEASH = (r'g=$(ps -o pgid= -p $$ | tr -d " ") && : > "$1/$g" || exit 125; /bin/sh -c "$2"; '
+         r'rc=$?; rm -f "$1/$g"; exit $rc')
+
+
+def leashed(command: str, groups_dir: str) -> str:
+    """Return ``command`` wrapped so the lock's keeper can stop it if the run dies."""
+    return (f"/bin/sh -c {shlex.quote(LEASH)} provision-leash {shlex.quote(groups_dir)} "
+            f"{shlex.quote(command)}")
 
 
 def holder_description() -> str:
@@ -79,7 +115,10 @@ def node_lock(node, lock_dir: str, *, wait_seconds: int = 10, force: bool = Fals
         keeper.close()
         raise LockHeld(f"{lock_dir}: cannot take the lock: {detail}",
                        "check that workdir is writable by the node user")
+    previous = getattr(node, "leash", None)
+    node.leash = f"{lock_dir}/groups"
     try:
         yield lock_dir
     finally:
-        keeper.close(wait=5.0)
+        node.leash = previous
+        keeper.close(wait=10.0)

@@ -83,6 +83,7 @@ class SSHNode:
         self.stats = NodeStats(connections=1)
         self._sftp = None
         self._sftp_lock = threading.Lock()
+        self.leash: str | None = None  # while a run holds the node's lock: see lock.py
 
     @property
     def transport(self):
@@ -118,6 +119,10 @@ class SSHNode:
     def _exec(self, command: str):
         """Start ``command`` on a new channel of the connection; return the channel."""
         self.stats.commands += 1
+        if self.leash:
+            from .lock import leashed
+
+            command = leashed(command, self.leash)
         try:
             channel = self.transport.open_session()
             channel.exec_command(command)
