@@ -7,7 +7,8 @@ really installed there, not what node.yaml would install today.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
@@ -15,7 +16,7 @@ from ..core.config import NodeConfig, load_node
 from ..core.errors import ConfigError, ProvisionError
 from ..core.report import NodeReport
 from ..install.engine import EventSink, run_steps
-from ..install.record import health_as_installed, installed_port
+from ..install.record import health_as_installed, installed_port, rebooted_since_up, up_time
 from ..install.steps import StepContext
 from ..node.memory import MemorySample
 from .connection import open_node, open_tunnel
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from ..node.tunnel import Tunnel
 
 
+DownReason = Literal["rebooted", "not_launched", "stopped"]
+
+
 class ServiceState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -32,6 +36,10 @@ class ServiceState(BaseModel):
     running: bool
     pid: Optional[int] = None
     uptime: Optional[str] = None  # ps etime, e.g. "01:02:03"
+    # Why it is not running (None while it runs, or before any up): the node rebooted since
+    # the last up, that up did not launch it, or it stopped (crashed, was stopped).
+    reason: Optional[DownReason] = None
+    explanation: Optional[str] = None  # the reason in words, with what brings it back
 
 
 class Health(BaseModel):
@@ -51,6 +59,7 @@ class StatusReport(NodeReport):
     """What ``provision status`` shows; ``--json`` is this model's JSON."""
 
     installed: bool
+    booted_at: Optional[datetime] = None  # when the node last booted (kern.boottime, btime)
     last_up: Optional[dict[str, Any]] = None
     model_plan: Optional[dict[str, Any]] = None
     remote_port: int
@@ -91,14 +100,68 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
             memory = parse_memory(facts.platform, output)
         except ProvisionError:
             memory = None
+        reason, explanation = why_not_running(facts.platform, state, facts.booted_at,
+                                              uid=facts.uid, **service)
         return StatusReport(
             node=cfg.name, host=cfg.host, installed=bool(state), last_up=state.get("last_up"),
+            booted_at=_utc(facts.booted_at),
             model_plan=state.get("model_plan"), remote_port=health.port,
-            service=ServiceState(uptime=parse_uptime(found.get("service", "")), **service),
+            service=ServiceState(uptime=parse_uptime(found.get("service", "")), reason=reason,
+                                 explanation=explanation, **service),
             health=check_health(node, health),
             memory=memory,
             first_image=_json_or_empty(found.get("smoke", "")) or None,
         )
+
+
+_BRING_BACK = "run `provision up NODE.yaml` or `provision restart NODE.yaml`"
+# What a reboot does to the service `up` started, by platform (FACTS.md "launchd over SSH").
+_AFTER_REBOOT = {
+    "macos": "a LaunchAgent in the user domain (user/<uid>) is started again only by a login "
+             "session",
+    "linux": "the supervisor `up` started is a plain process, which a reboot ends",
+}
+
+
+def why_not_running(platform: str, state: dict, booted_at: Optional[int], *, loaded: bool,
+                    running: bool, pid: Optional[int] = None,
+                    uid: Optional[int] = None) -> tuple[Optional[DownReason], Optional[str]]:
+    """Say why ComfyUI is not running, and what brings it back; (None, None) while it runs.
+
+    ``state`` is the node's state.json (``{}`` before any up), ``booted_at`` the node's boot
+    time now (epoch seconds), ``loaded``/``running``/``pid`` what the supervisor says, ``uid``
+    the node user's (it names the launchd domain)."""
+    if running or not state:
+        return None, None
+    if "launch" not in ((state.get("last_up") or {}).get("steps_done") or []):
+        return "not_launched", ("no up has launched it yet (`up --no-launch`, or the up stopped "
+                                "before the launch step): run `provision up NODE.yaml`")
+    if rebooted_since_up(state, booted_at):
+        at = up_time(state)
+        after = f" (after the last up at {_when(at)})" if at is not None else ""
+        why = _AFTER_REBOOT.get(platform, "a reboot stops it").replace(
+            "<uid>", "<uid>" if uid is None else str(uid))
+        return "rebooted", (f"the node rebooted at {_when(_utc(booted_at))}{after}; {why}: "
+                            f"{_BRING_BACK}")
+    if loaded:
+        held = ("launchd has it loaded but it is not running" if platform == "macos" else
+                "its supervisor runs but ComfyUI does not")
+        return "stopped", (f"{held} (exiting again and again? see `provision logs NODE.yaml`); "
+                           "`provision restart NODE.yaml` starts it again")
+    gone = ("it is not loaded in launchd (booted out, or every process of the user was killed)"
+            if platform == "macos" else
+            "its supervisor is not running (killed, or the node restarted)")
+    return "stopped", f"{gone}: {_BRING_BACK}"
+
+
+def _utc(epoch: Optional[int]) -> Optional[datetime]:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def _when(moment: Optional[datetime]) -> str:
+    if moment is None:
+        return "an unknown time"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _json_or_empty(text: str) -> dict:
@@ -151,11 +214,15 @@ def logs(config_path: str, *, lines: int = 200, follow: bool = False,
 
 def restart(config_path: str, *, accept_new_host_key: bool = False,
             on_event: EventSink = lambda event: None) -> Health:
-    """Restart ComfyUI and wait until it is healthy again."""
-    from ..install.steps.service import restart_service
+    """Restart ComfyUI and wait until it is healthy again.
+
+    A running ComfyUI is restarted in place; one that is not running (after a reboot launchd
+    has forgotten the agent, and the Linux supervisor is gone) is started as ``up`` would,
+    from the unit already installed: nothing is reinstalled."""
+    from ..install.steps.service import parse_status, restart_service, status_script
     from ..node.facts import gather
     from ..node.layout import node_paths
-    from ..node.state import read_state
+    from ..node.shell import q, sections
 
     cfg = load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
@@ -163,9 +230,14 @@ def restart(config_path: str, *, accept_new_host_key: bool = False,
         paths = node_paths(cfg, facts)
         steps = node_steps(cfg, facts)
         launch = steps["launch"]
-        health = health_as_installed(steps["health"], read_state(node, paths.state_file), cfg)
-        restart_service(node, launch)
-        time.sleep(0.5)  # let the old process go before asking the new one
+        found = sections(node.run("/bin/sh -s", check=False, stdin=(
+            f"echo @@state; cat {q(paths.state_file)} 2>/dev/null; "
+            f"echo @@service; {status_script(launch)}\n")).stdout)
+        health = health_as_installed(steps["health"], _json_or_empty(found.get("state", "")), cfg)
+        if parse_status(found.get("service", ""))["running"]:
+            restart_service(node, launch)
+            time.sleep(0.5)  # let the old process go before asking the new one
+        # Not running: the launch step starts it (bootstrap again, or a new supervisor).
         run_steps(node, [launch, health], StepContext(node=node, paths=paths), on_event=on_event)
         return check_health(node, health)
 

@@ -249,7 +249,11 @@ def show_status(console: Console, report) -> None:
     running = (Text.assemble(("running", "green"), f" pid {service.pid}, up {service.uptime}")
                if service.running else styled("loaded, not running", "yellow") if service.loaded
                else styled("not running", "red"))
+    if not service.running and service.explanation:
+        running.append(f": {service.explanation}")
     add_row(table, "service", running)
+    if report.booted_at:
+        add_row(table, "node booted", report.booted_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
     health = report.health
     if health.healthy:
         add_row(table, "health", Text.assemble(

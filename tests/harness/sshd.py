@@ -445,6 +445,8 @@ class SshNode:
 
         if self.platform == "macos":
             self._fake_inputs.setdefault("hostname", self.name)
+            # kern.boottime: the emulated Mac has been up for an hour; reboot() moves it.
+            self._fake_inputs.setdefault("boot_time", time.time() - 3600)
             # launchd gives a job the passwd HOME; without root that is not the node's home.
             launchd_env = {} if self.root_mode else {"HOME": str(self.home)}
             self.shim_dir, self.homebrew_bin = fake_macos.install(
@@ -822,6 +824,40 @@ class SshNode:
                     os.killpg(job.pid, signal.SIGKILL)  # the job leads its process group
                 except OSError:
                     _kill(job)
+
+    def reboot(self) -> float:
+        """EMULATED reboot: kill every process of the node user, as a reboot does; return
+        the new boot time (epoch seconds).
+
+        What goes: the user's SSH sessions, ComfyUI, the Linux supervisor, and the emulated
+        launchd's supervisors, so launchd forgets every ``user/<uid>`` agent (on a real Mac a
+        user-domain agent is not loaded again until someone logs in, FACTS.md). On a macOS
+        node ``sysctl kern.boottime`` then says the node booted now. What stays: files
+        (pid files, the lock folder, state.json, as on a real disk), and sshd itself (root's),
+        so the node answers again at once. A Linux node reports the real machine's
+        /proc/stat btime, which does not move. Without root only processes whose command
+        line names the node folder are killed (the harness's own process is the same user).
+        """
+        if self.root_mode:
+            _kill_user_processes(self.uid)
+            # After a real reboot not even a zombie is left: a zombie still answers `kill -0`,
+            # so wait for PID 1 to reap the orphans before saying the node is back.
+            deadline = time.monotonic() + 10
+            while any(proc.uid == self.uid for proc in _processes()):
+                if time.monotonic() > deadline:
+                    raise HarnessError(f"processes of {self.user} are still there after the reboot")
+                time.sleep(0.02)
+        else:
+            self._stop_fake_launchd()
+            me = os.getpid()
+            for proc in _processes():
+                if proc.uid == self.uid and proc.pid != me and \
+                        any(str(self.node_dir) in arg for arg in proc.cmdline):
+                    _kill(proc)
+        booted = time.time()
+        if self.platform == "macos":
+            self.fake_macos_set(boot_time=booted)
+        return booted
 
     def log_tail(self, lines: int = 40) -> str:
         """Return the last lines of the sshd log (for failure messages)."""

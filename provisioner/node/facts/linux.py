@@ -13,6 +13,7 @@ from .model import Gpu
 _MEMTOTAL = re.compile(r"^MemTotal:\s+(\d+) kB$", re.MULTILINE)
 _OS_RELEASE_LINE = re.compile(r"^([A-Z0-9_]+)=(.*)$")
 _MODEL_NAME = re.compile(r"^model name\s*:\s*(.*?)\s*$", re.MULTILINE)
+_BTIME = re.compile(r"^btime (\d+)$", re.MULTILINE)
 _MIB = 1024**2
 
 
@@ -22,6 +23,16 @@ def parse_meminfo(text: str) -> int:
     if match is None or int(match.group(1)) == 0:
         raise FactParseError("meminfo", text, "no 'MemTotal: N kB' line")
     return int(match.group(1)) * 1024
+
+
+def parse_btime(text: str) -> Optional[int]:
+    """Parse /proc/stat's ``btime N`` line (boot time, epoch seconds); empty means None."""
+    if not text.strip():
+        return None
+    match = _BTIME.search(text)
+    if match is None or int(match.group(1)) == 0:
+        raise FactParseError("btime", text, "no 'btime N' line")
+    return int(match.group(1))
 
 
 def parse_os_release(text: str) -> OsVersion:

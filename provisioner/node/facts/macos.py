@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Optional
 
 from ...core.errors import FactParseError
 from .common import OsVersion
@@ -17,6 +17,8 @@ _SWAP_FIELD = re.compile(r"\b(total|used|free) = (\d+(?:\.\d+)?)([KMGT])\b")
 _SWAP_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _PRESSURE_LEVELS: dict[str, PressureLevel] = {"1": "green", "2": "yellow", "4": "red"}
 _FREE_PERCENTAGE = re.compile(r"^System-wide memory free percentage: (\d+)%$")
+# sysctl kern.boottime: "{ sec = 1733550000, usec = 123456 } Sat Dec  7 05:40:00 2024"
+_BOOTTIME = re.compile(r"^(?:kern\.boottime:\s*)?\{\s*sec\s*=\s*(\d+),\s*usec\s*=\s*(\d+)\s*\}(?:\s.*)?$")
 
 
 class VmStat(NamedTuple):
@@ -73,6 +75,17 @@ def parse_xcode_select(text: str) -> bool:
     if not path.startswith("/") or "\n" in path:
         raise FactParseError("xcode_clt", text, "expected the developer directory path")
     return True
+
+
+def parse_boottime(text: str) -> Optional[int]:
+    """Parse ``sysctl -n kern.boottime`` into epoch seconds; empty (not read) means None."""
+    value = text.strip()
+    if not value:
+        return None
+    match = _BOOTTIME.match(value)
+    if match is None or int(match.group(1)) == 0:
+        raise FactParseError("boottime", text, "expected '{ sec = N, usec = N } <date>'")
+    return int(match.group(1))
 
 
 def parse_vm_stat(text: str) -> VmStat:

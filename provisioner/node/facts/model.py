@@ -51,6 +51,9 @@ class NodeFacts(_Model):
     pythons: tuple[PythonInterpreter, ...] = ()
     homebrew: Optional[str] = None  # path to brew, if present
     xcode_clt: bool = False
+    # When the node last booted, in epoch seconds of the node's own clock (macOS
+    # kern.boottime, Linux /proc/stat btime); None when it could not be read.
+    booted_at: Optional[int] = None
     assumed: bool = False  # True when built offline from --memory, not read from a node
 
     @property

@@ -76,6 +76,7 @@ def _macos_facts(sections: dict[str, str], required: Callable[[str], str]) -> di
         "memory_bytes": macos.parse_memsize(required("memsize")),
         "gpu_wired_limit_mb": macos.parse_wired_limit(sections.get("wired_limit", "")),
         "xcode_clt": macos.parse_xcode_select(sections.get("xcode_clt", "")),
+        "booted_at": macos.parse_boottime(sections.get("boottime", "")),
     }
 
 
@@ -92,4 +93,5 @@ def _linux_facts(sections: dict[str, str], required: Callable[[str], str]) -> di
         "cpu_count": common.parse_cpu_count(required("nproc"), "nproc"),
         "memory_bytes": linux.parse_meminfo(required("meminfo")),
         "gpus": linux.parse_nvidia_smi(sections.get("nvidia_smi", "")),
+        "booted_at": linux.parse_btime(sections.get("boottime", "")),
     }

@@ -60,6 +60,8 @@ if [ "$kernel" = Darwin ]; then
   sysctl -n iogpu.wired_limit_mb 2>/dev/null
   section xcode_clt
   clt=$(xcode-select -p 2>/dev/null) && printf '%s\n' "$clt"
+  section boottime
+  sysctl -n kern.boottime 2>/dev/null
 else
   section os_release
   cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
@@ -74,6 +76,8 @@ else
   # out, a node whose GPUs cannot be queried has none we can use.
   gpus=$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>/dev/null) \
     && printf '%s\n' "$gpus"
+  section boottime
+  grep '^btime ' /proc/stat 2>/dev/null
 fi
 
 workdir=@WORKDIR@

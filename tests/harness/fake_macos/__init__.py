@@ -21,6 +21,7 @@ import math
 import os
 import shlex
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,12 @@ INPUTS = (
     # launchctl shim: caps on launchd's 10 s ThrottleInterval and 20 s ExitTimeOut, and how
     # long a booted-out label stays loaded after bootout returned (0 = gone at once).
     "launchd_throttle_seconds", "launchd_exit_timeout_seconds", "launchd_bootout_linger_seconds",
+    # sysctl kern.boottime: when the emulated Mac booted (epoch seconds, may be fractional);
+    # SshNode sets it when the node starts and moves it to now on SshNode.reboot().
+    "boot_time",
 )
+# kern.boottime of a values.env written without boot_time (2024-12-07 05:40:00 UTC).
+DEFAULT_BOOT_TIME = 1733550000.123456
 # What a job bootstrapped into user/<uid> gets from the macOS Background session, beyond its
 # plist's EnvironmentVariables (launchd.env; SshNode.launchd_env_set changes it).
 LAUNCHD_ENV_DEFAULT = {"FAKE_MACOS_MPS": "1"}
@@ -123,6 +129,14 @@ def build_version(macos_version: str) -> str:
         return _BUILDS[key]
     darwin_major, minor = darwin_release(key).split(".")[:2]
     return f"{darwin_major}{chr(ord('A') + int(minor) % 26)}100"
+
+
+def kern_boottime(boot_time: float) -> str:
+    """Return ``sysctl -n kern.boottime`` for a boot at ``boot_time`` (epoch seconds):
+    ``{ sec = 1733550000, usec = 123456 } Sat Dec  7 05:40:00 2024`` (ctime, local time)."""
+    sec = int(boot_time)
+    usec = min(999999, round((boot_time - sec) * 1_000_000))
+    return f"{{ sec = {sec}, usec = {usec} }} {time.ctime(sec)}"
 
 
 def _mb(value: float) -> str:
@@ -222,6 +236,7 @@ def compute(inputs: dict[str, Any]) -> dict[str, str]:
         "LAUNCHD_THROTTLE_SECONDS": float(get("launchd_throttle_seconds", 1)),
         "LAUNCHD_EXIT_TIMEOUT_SECONDS": float(get("launchd_exit_timeout_seconds", 2)),
         "LAUNCHD_BOOTOUT_LINGER_SECONDS": float(get("launchd_bootout_linger_seconds", 0)),
+        "KERN_BOOTTIME": kern_boottime(float(get("boot_time") or DEFAULT_BOOT_TIME)),
     }
     if get("disk_free_kb") is not None:
         free_kb = int(get("disk_free_kb"))

@@ -86,7 +86,7 @@ def test_the_up_recap_shows_a_bracketed_detail_verbatim(offline_plan):
 def test_the_status_shows_a_bracketed_problem_verbatim():
     report = NS(node="m4", host="h", installed=True, last_up={"failed_step": "models[q8]"},
                 model_plan=None, remote_port=8188, memory=None,
-                service=NS(running=False, loaded=True),
+                service=NS(running=False, loaded=True, explanation=None), booted_at=None,
                 health=NS(healthy=False, problem="GET /system_stats: [errno 61] refused",
                           unets=[], text_encoders=[]),
                 first_image={"ok": False, "at": "2026-12-07T04:05:42+00:00",

@@ -4,13 +4,16 @@ expected to list any."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from provisioner.core.config import NodeConfig
 from provisioner.core.units import GIB
 from provisioner.install.catalog import load_catalog
 from provisioner.install.engine import StepResult
-from provisioner.install.record import health_as_installed, installed_port, installed_state
+from provisioner.install.record import (health_as_installed, installed_port, installed_state,
+                                        rebooted_since_up, up_time)
 from provisioner.install.sizing import SizingOptions, choose_models
 from provisioner.install.steps.wait_http import WaitHttpStep
 from provisioner.node.facts import assumed_facts
@@ -20,6 +23,7 @@ CFG = NodeConfig(name="m4", host="h")
 FACTS = assumed_facts(64 * GIB)
 PATHS = node_paths(CFG, FACTS)
 PLAN = choose_models(FACTS, load_catalog(), SizingOptions.from_config(CFG))
+NOW = datetime(2026, 12, 7, 5, 0, tzinfo=timezone(timedelta(hours=1)))
 OLD_COMFYUI = {"repo": "https://example.test/ComfyUI.git", "ref": "v0.0.1"}
 
 
@@ -50,8 +54,8 @@ RUNS = [
 
 @pytest.mark.parametrize("steps, previous, last_up, comfyui", RUNS)
 def test_what_is_installed_accumulates_across_runs(steps, previous, last_up, comfyui):
-    state = installed_state(CFG, FACTS, PLAN, PATHS, steps, previous)
-    assert state["last_up"] == last_up
+    state = installed_state(CFG, FACTS, PLAN, PATHS, steps, previous, now=NOW)
+    assert state["last_up"] == dict(last_up, at="2026-12-07T04:00:00+00:00", booted_at=None)
     expected = {"config": CFG.comfyui.model_dump(), "previous": OLD_COMFYUI, "none": None}[comfyui]
     assert state["comfyui"] == expected
 
@@ -92,3 +96,54 @@ def test_the_health_check_is_of_what_up_installed(state, yaml_port, port, models
     else:
         assert (health.expect_unet, health.expect_clips) == (None, [])
     assert (health.device, health.log) == (HEALTH.device, HEALTH.log)
+
+
+def test_the_record_says_when_up_ran_and_on_which_boot():
+    facts = FACTS.model_copy(update={"booted_at": 1796600000})
+    state = installed_state(CFG, facts, PLAN, PATHS, results(health="ok"), {})
+    assert state["last_up"]["booted_at"] == 1796600000
+    at = up_time(state)
+    assert at is not None and at.tzinfo is not None
+    assert abs((datetime.now(timezone.utc) - at).total_seconds()) < 60
+
+
+UP = {"at": "2026-12-07T04:00:00+00:00", "steps_done": ["launch"]}
+AT = int(datetime(2026, 12, 7, 4, 0, tzinfo=timezone.utc).timestamp())
+
+# (last_up in state.json, the node's boot time now) -> rebooted since that up?
+REBOOTS = [
+    ({**UP, "booted_at": AT - 3600}, AT - 3600, False),  # the same boot
+    ({**UP, "booted_at": AT - 3600}, AT - 3599, False),  # Linux btime jitter
+    ({**UP, "booted_at": AT - 3600}, AT + 600, True),  # booted again after the up
+    # a Mac whose clock is hours behind the laptop's: the boot times still compare
+    ({**UP, "booted_at": AT - 9 * 3600}, AT - 2 * 3600, True),
+    ({**UP, "booted_at": None}, AT + 600, True),  # boot time unknown then: the up's time
+    ({**UP, "booted_at": None}, AT - 600, False),
+    ({"steps_done": ["launch"]}, AT + 600, False),  # an old record: no time at all
+    ({**UP, "at": "not a time"}, AT + 600, False),
+    ({**UP, "at": "2026-12-07T04:00:00"}, AT + 600, True),  # a naive time is UTC
+    ({**UP, "booted_at": AT - 3600}, None, False),  # the boot time cannot be read now
+    (None, AT, False),  # up never ran
+]
+
+
+@pytest.mark.parametrize("last_up, booted_at, rebooted", REBOOTS)
+def test_a_reboot_since_the_last_up_is_seen_from_the_boot_times(last_up, booted_at, rebooted):
+    assert rebooted_since_up({"last_up": last_up}, booted_at) is rebooted
+
+
+
+def test_a_run_that_changed_nothing_keeps_the_record_so_a_no_op_up_writes_no_state():
+    facts = FACTS.model_copy(update={"booted_at": 1_765_000_000})
+    first = installed_state(CFG, facts, PLAN, PATHS, results(comfyui="changed"), {}, now=NOW)
+    later = NOW + timedelta(hours=2)
+    # the same boot (Linux's btime moves by a second or so): nothing changed, nothing to write
+    same = facts.model_copy(update={"booted_at": 1_765_000_001})
+    assert installed_state(CFG, same, PLAN, PATHS, results(comfyui="ok"), first, now=later) == first
+    # a change, a failure or another boot records this run
+    for steps, booted in ((results(comfyui="changed"), 1_765_000_000),
+                          (results(comfyui="failed"), 1_765_000_000),
+                          (results(comfyui="ok"), 1_765_009_999)):
+        again = installed_state(CFG, facts.model_copy(update={"booted_at": booted}), PLAN, PATHS,
+                                steps, first, now=later)
+        assert again["last_up"]["at"] == "2026-12-07T06:00:00+00:00"

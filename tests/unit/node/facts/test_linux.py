@@ -14,6 +14,7 @@ PARSERS = {
     "os_release": linux.parse_os_release,
     "cpuinfo_model": linux.parse_cpuinfo_model,
     "nvidia_smi": linux.parse_nvidia_smi,
+    "btime": linux.parse_btime,
 }
 
 
@@ -32,6 +33,8 @@ def test_parser_reads_fixture(fact, raw, expected):
     (linux.parse_nvidia_smi, "NVIDIA-SMI has failed because it couldn't communicate with the "
                              "NVIDIA driver.\n", "nvidia_smi"),
     (linux.parse_nvidia_smi, "NVIDIA H100 80GB HBM3, [N/A]\n", "nvidia_smi"),
+    (linux.parse_btime, "cpu  814173 0 277204 795371 6992 0 4292 2689 0 0\n", "btime"),
+    (linux.parse_btime, "btime soon\n", "btime"),
 ])
 def test_parser_rejects_what_it_cannot_read(parser, raw, fact):
     with pytest.raises(FactParseError) as caught:

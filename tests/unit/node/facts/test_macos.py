@@ -19,6 +19,7 @@ PARSERS = {
     "swapusage": macos.parse_swapusage,
     "pressure_level": macos.parse_pressure_level,
     "memory_pressure": macos.parse_memory_pressure,
+    "boottime": macos.parse_boottime,
 }
 
 
@@ -56,6 +57,9 @@ def test_memsize_reads_the_style_guide_example():
     (macos.parse_memory_pressure, "System-wide memory free percentage: 47%\nPages free: 1\n",
      "memory_pressure"),
     (macos.parse_memory_pressure, "System-wide memory free percentage: 147%\n", "memory_pressure"),
+    (macos.parse_boottime, "sysctl: unknown oid 'kern.boottime'\n", "boottime"),
+    (macos.parse_boottime, "1733550000\n", "boottime"),
+    (macos.parse_boottime, "{ sec = 0, usec = 0 } Thu Jan  1 00:00:00 1970\n", "boottime"),
 ])
 def test_parser_rejects_what_it_cannot_read(parser, raw, fact):
     with pytest.raises(FactParseError) as caught:

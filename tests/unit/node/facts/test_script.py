@@ -73,6 +73,9 @@ def test_script_output_parses_into_this_machines_facts(shell, home, tmp_path):
     assert facts.memory_bytes == mem_total_kb * 1024
     assert facts.cpu_count == len(os.sched_getaffinity(0))
     assert (facts.uid, facts.home) == (os.getuid(), str(home))
+    btime = next(line for line in Path("/proc/stat").read_text().splitlines()
+                 if line.startswith("btime "))
+    assert facts.booted_at == int(btime.split()[1])
     # "my dir" does not exist: the nearest existing ancestor is measured, and named.
     assert facts.disk_path == str(home)
     # Other writers on this disk move the figure between the two readings; a unit mistake
