@@ -2,20 +2,28 @@
 the seed recipe's commands run in order, on the same fake-macOS node and the same hub.
 
     python bench/line_rate.py [--scale 50] [--rate-mb 4] [--installer uv|pip] [--connections 8]
+                              [--no-seed]
 
 The model files are the 64 GB plan's (dev, Q8_0) at 1/scale of their real sizes, and so is
-the range threshold. The hub serves each connection at most --rate-mb MB/s, as the CDN does on
+the range threshold. `up` runs with --no-smoke: to healthy, not to the first image. The hub serves each connection at most --rate-mb MB/s, as the CDN does on
 many links. Printed: `up`'s wall time, its download time (first to last byte the hub sent),
 its install time (the venv, torch, ComfyUI and GGUF steps), the ideal, which is
 max(download bytes / what all connections carry, install) + launch, the ratio wall / ideal,
-then the seed recipe's time on the same node and the ratio between the two.
+then the seed recipe's time on the same node and the ratio between the two (--no-seed skips
+it). Also printed, to see where the time goes: `up`'s timeline (CLI start, first and last byte
+the hub sent, each step's start and end) and the CPU time spent meanwhile by the hub (this
+process), the fetcher, the node's sshd sessions and the node's other processes (installs), read
+from /proc every 0.1 s (approximate: a process that lives less than that is missed), and how
+busy the machine's cores were (other work on the machine counts there too).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import threading
 import time
 from pathlib import Path
 
@@ -57,18 +65,103 @@ def serve_scaled(hub: FakeHub, files: list[dict], scale: int, folder: Path) -> i
     return total
 
 
-def run_up(node_yaml: Path, home: Path, hub: FakeHub) -> tuple[float, dict, float]:
+class CpuSampler:
+    """CPU seconds by kind of process while `up` runs, from /proc (Linux; else nothing)."""
+
+    def __init__(self, node_user: str, node_uid: int) -> None:
+        self.user, self.uid = node_user, node_uid
+        self.ticks: dict[int, tuple[str, int]] = {}  # pid -> (kind, CPU ticks last seen)
+        self.busy: list[int] = []  # /proc/stat: all ticks, idle ticks at start; then at end
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.available = Path("/proc/stat").exists()
+        self.own = 0.0
+
+    def _kind(self, pid: int, uid: int, cmdline: str) -> str | None:
+        if pid == os.getpid():
+            return "hub"
+        if "hf_fetch" in cmdline:
+            return "fetcher"
+        if cmdline.startswith("sshd") and self.user in cmdline:
+            return "sshd"
+        return "node other" if uid == self.uid else None
+
+    def _sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                uid = os.stat(f"/proc/{pid}").st_uid
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                    errors="replace")
+            except OSError:
+                continue
+            known = self.ticks.get(pid)
+            kind = known[0] if known else self._kind(pid, uid, cmdline)
+            if kind is not None:
+                self.ticks[pid] = (kind, int(stat[11]) + int(stat[12]))
+
+    def _machine(self) -> list[int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return [sum(fields), fields[3] + fields[4]]
+
+    def _run(self) -> None:
+        started = time.thread_time()
+        while not self._stop.wait(0.1):
+            self._sample()
+        self.own = time.thread_time() - started  # this thread's CPU: not the hub's
+
+    def __enter__(self) -> "CpuSampler":
+        if self.available:
+            self._sample()
+            self.base = {pid: ticks for pid, (_, ticks) in self.ticks.items()}
+            self.busy = self._machine()
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.available:
+            self._stop.set()
+            self._thread.join()
+            self._sample()
+            self.busy = [now - then for now, then in zip(self._machine(), self.busy)]
+
+    def seconds(self) -> dict[str, float]:
+        hz = os.sysconf("SC_CLK_TCK")
+        out: dict[str, float] = {}
+        for pid, (kind, ticks) in self.ticks.items():
+            out[kind] = out.get(kind, 0.0) + (ticks - self.base.get(pid, 0)) / hz
+        out["hub"] = out.get("hub", 0.0) - self.own
+        return out
+
+    def machine_busy(self) -> float:
+        total, idle = self.busy
+        return (total - idle) / total * (os.cpu_count() or 1) if total else 0.0
+
+
+def run_up(node_yaml: Path, home: Path, hub: FakeHub) -> tuple[float, dict, dict]:
+    """Run `up`; return its wall time, its report and its timeline (s from the CLI start)."""
     hub.clear_requests()
     started = time.perf_counter()
-    result = cli("up", node_yaml, "--no-tunnel", "--json", home=home, env={"HF_TOKEN": HF_TOKEN})
+    mono0, unix0 = time.monotonic(), time.time()
+    # To healthy, as issue 12 measures it: not the smoke image `up` makes after (--no-smoke).
+    result = cli("up", node_yaml, "--no-tunnel", "--no-smoke", "--json", home=home,
+                 env={"HF_TOKEN": HF_TOKEN})
     wall = time.perf_counter() - started
     report = json.loads(result.stdout)
     if not report.get("ok"):
         raise SystemExit(f"up failed: {result.stderr[-2000:]}")
     bodies = [r for r in hub.requests if r.method == "GET" and r.status in (200, 206)]
-    download = (max(r.ended or r.started for r in bodies) - min(r.started for r in bodies)
-                if bodies else 0.0)
-    return wall, report, download
+    timeline = {"first byte": min(r.started for r in bodies) - mono0,
+                "last byte": max(r.ended or r.started for r in bodies) - mono0,
+                "requests": len(bodies)}
+    for step in report["steps"]:
+        if step.get("started"):
+            timeline[step["name"]] = (step["started"] - unix0,
+                                      step["started"] - unix0 + step["duration"])
+    return wall, report, timeline
 
 
 def run_seed(node, work: str, python: str, wheels: Path, comfy: Path, gguf: Path, gguf_ref: str,
@@ -96,6 +189,7 @@ def main() -> None:
     parser.add_argument("--rate-mb", type=float, default=4.0, help="MB/s per connection")
     parser.add_argument("--installer", choices=["uv", "pip"], default="uv")
     parser.add_argument("--connections", type=int, default=8, help="downloads.connections")
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed recipe's run")
     args = parser.parse_args()
     rate = int(args.rate_mb * 1e6)
     shared = sshd.shared_dir()
@@ -115,16 +209,20 @@ def main() -> None:
         total = serve_scaled(hub, files, args.scale, base / "hub")
         hub.set_token(HF_TOKEN)  # the catalog marks FLUX.1-dev's VAE gated; the seed's curl
         hub.throttle(rate)       # fetches these ungated copies without one
-        wall, report, download = run_up(node_yaml, home, hub)
+        with CpuSampler(node.user, node.uid) as sampler:
+            wall, report, timeline = run_up(node_yaml, home, hub)
+        download = timeline["last byte"] - timeline["first byte"]
         steps = {step["name"]: step for step in report["steps"]}
         install = sum(steps[name]["duration"] for name in INSTALL_STEPS if name in steps)
         launch = sum(steps[name]["duration"] for name in LAUNCH_STEPS if name in steps)
         connections = 16  # downloads.max_connections' default: what all connections carry
         ideal = max(total / (connections * rate), install) + launch
         python = plan_report["facts"]["pythons"][0]["path"]
-        cli("down", node_yaml, "--wipe", "all", "--discard-outputs", home=home)
-        seed = run_seed(node, f"{node.home}/seed", python, wheels, comfy, gguf, gguf_ref, hub,
-                        files, sshd.free_port())
+        seed = None
+        if not args.no_seed:
+            cli("down", node_yaml, "--wipe", "all", "--discard-outputs", home=home)
+            seed = run_seed(node, f"{node.home}/seed", python, wheels, comfy, gguf, gguf_ref, hub,
+                            files, sshd.free_port())
     print(f"models: {len(files)} files, {total / 1e6:.0f} MB (1/{args.scale} of the 64 GB plan), "
           f"hub capped at {args.rate_mb:g} MB/s per connection, {args.connections} connections "
           f"per file (16 in all), installer {args.installer}")
@@ -134,10 +232,29 @@ def main() -> None:
     print(f"  launch + health              {launch:7.2f}s")
     print(f"  ideal = max({total / (connections * rate):.2f}, {install:.2f}) + {launch:.2f} "
           f"= {ideal:.2f}s   wall / ideal = {wall / ideal:.2f}   (target <= 1.15)")
-    print(f"seed recipe, same node and hub {seed:7.2f}s   seed / up = {seed / wall:.2f}x "
-          f"(target >= 2)")
+    if seed is not None:
+        print(f"seed recipe, same node and hub {seed:7.2f}s   seed / up = {seed / wall:.2f}x "
+              f"(target >= 2)")
+    print(f"timeline of up (s from the CLI start): first byte {timeline['first byte']:.2f}, "
+          f"last byte {timeline['last byte']:.2f} ({timeline['requests']} ranged/whole GETs), "
+          f"CLI exit {wall:.2f}")
+    ready, installed = timeline.get("models-ready"), timeline.get("gguf-requirements")
+    if ready and installed:
+        joined = ready[1] - max(timeline["last byte"], installed[1])
+        print(f"  not in the ideal: CLI start to first byte {timeline['first byte']:.2f}s; from the "
+              f"later of last byte and installs' end to models-ready's end {joined:.2f}s (the "
+              f"fetcher's sha256 of the last file, its exit, the join); download / its ideal "
+              f"{download / (total / (connections * rate)):.2f}")
     for step in report["steps"]:
-        print(f"    {step['name']:<22} {step['status']:<8} {step['duration']:6.2f}s")
+        span = timeline.get(step["name"])
+        when = f"{span[0]:6.2f} -> {span[1]:6.2f}" if span else " " * 16
+        print(f"    {step['name']:<22} {step['status']:<8} {step['duration']:6.2f}s   {when}")
+    if sampler.available:
+        cpu = sampler.seconds()
+        print(f"CPU during up (s): " + ", ".join(f"{kind} {cpu.get(kind, 0.0):.2f}" for kind in
+                                                  ("hub", "fetcher", "sshd", "node other"))
+              + f"; the machine's {os.cpu_count()} cores were busy {sampler.machine_busy():.2f} "
+              f"cores on average over the {wall:.1f} s (all processes, other work included)")
 
 
 if __name__ == "__main__":

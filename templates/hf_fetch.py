@@ -12,23 +12,31 @@ already on disk are kept in `<dest>.partial` and the next run resumes with an HT
 request, whatever killed the previous one (a lost SSH session, a reboot).
 
 The Hub's CDN caps what one connection gets, so a file above `range_threshold` bytes is
-fetched as several byte ranges at once, each on its own connection (`connections` per file,
-`max_connections` over all files), written in place into a preallocated `.partial`. What is
-on disk is listed in `<dest>.partial.ranges` after an fdatasync, so a cut run fetches only
-what is missing. A smaller file is one stream, hashed as it arrives; a ranged file is hashed
-once assembled. Either way size, sha256 (and a GGUF's quantization) are checked before the
-rename into place, and `<dest>.verified` records the result.
+fetched as several byte ranges at once, each on its own connection, written in place into a
+preallocated `.partial`. A ranged file starts with `connections` connections and grows into
+the slots other files leave free: `max_connections` is the ceiling over all files, and every
+slot stays busy to the last byte (a free one goes to the file with the most bytes left, which
+takes over half of its biggest piece in flight). What is on disk is listed in
+`<dest>.partial.ranges` after an fdatasync, so a cut run fetches only what is missing. A
+smaller file is one stream, hashed as it arrives; a ranged file is hashed once assembled.
+Either way size, sha256 (and a GGUF's quantization) are checked before the rename into
+place, and `<dest>.verified` records the result. At most `parallel` files use the network at
+once, in manifest order; a file checks its sha256 after it gave its connections back.
 
-The parts: hf_fetch_io.py (events, the GGUF check, hashing and flushing), hf_fetch_ranges.py
-(range bookkeeping as pure functions over [start, end) spans, and the ranged download), and
-here the Fetcher (HTTP, one stream) and main. The three files are uploaded together.
+The parts: hf_fetch_io.py (events, the GGUF check, the connection slots, hashing and
+flushing), hf_fetch_ranges.py (range bookkeeping as pure functions over [start, end) spans,
+and the ranged download), and here the Fetcher (HTTP, one stream) and main. The three files
+are uploaded together.
 
 Manifest: endpoint, stop_on_eof (false), parallel (3), retries (5), backoff (1.0), timeout (60),
 progress_interval (0.5), connections (8), max_connections (16), range_threshold (256 MiB),
-min_piece (16 MiB), files: [{repo, file, revision, dest, size, sha256, quant, record}].
-Events, by `event`: start {total}; ranges {pieces, connections, resumed_from, missing};
-progress {done, total}; retry {attempt, error, done[, range]}; note {message}; verify {bytes};
-done {bytes, resumed_from, connections}; error {message}. Each names its file by `dest`.
+min_piece (the smallest range worth a request of its own; default: measured, what one
+connection gets in 0.5 s or 4 request latencies, 1 to 16 MiB), files: [{repo, file, revision,
+dest, size, sha256, quant, record}].
+Events, by `event`: start {total}; ranges {pieces, connections (at the start), resumed_from,
+missing}; progress {done, total}; retry {attempt, error, done[, range]}; note {message};
+verify {bytes}; done {bytes, resumed_from, connections (the most at once)}; error {message}.
+Each names its file by `dest`.
 """
 
 import hashlib
@@ -41,7 +49,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 # The fetcher's other parts are uploaded beside it; a test may load this file from elsewhere.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -52,6 +59,7 @@ from hf_fetch_io import (  # noqa: E402
     Flusher,
     Hasher,
     RangeIgnored,
+    Slots,
     _setting,
     emit,
     expected_main_type,
@@ -75,9 +83,12 @@ class Fetcher:
         self.interval = float(manifest.get("progress_interval", 0.5))
         self.connections = max(1, int(_setting(manifest, "connections", 8)))
         self.threshold = int(_setting(manifest, "range_threshold", 256 << 20))
+        # Given, the smallest range split off; else measured, MIN_PIECE at most.
+        self.auto_split = manifest.get("min_piece") is None
         self.min_piece = max(1, int(_setting(manifest, "min_piece", MIN_PIECE)))
         # Each HTTP transfer, ranged or not, of any file holds one slot while it runs.
-        self.slots = threading.BoundedSemaphore(max(1, int(_setting(manifest, "max_connections", 16))))
+        self.slots = Slots(int(_setting(manifest, "max_connections", 16)),
+                           int(manifest.get("parallel", 3)), len(manifest.get("files") or ()))
         self.hub_host = urllib.parse.urlsplit(self.endpoint).netloc
 
     def url(self, item):
@@ -107,7 +118,20 @@ class Fetcher:
             return FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"], item["file"]))
         return None
 
-    def fetch(self, item):
+    def fetch(self, item, index=None):
+        """Fetch one file (the ``index``-th of the manifest: files start in that order), check
+        it and move it into place."""
+        ticket = self.slots.enter(index)
+        try:
+            got = self.download(item, ticket)
+        finally:
+            self.slots.leave(ticket)  # the next file may start while this one is hashed
+        if got is not None:
+            self.place(item, *got)
+
+    def download(self, item, ticket):
+        """Bring the file's bytes into its partial; return (digest or None, resumed_from,
+        connections), or None if it was in place already."""
         dest = item["dest"]
         partial, sidecar = dest + ".partial", dest + ".partial.ranges"
         os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -118,7 +142,7 @@ class Fetcher:
                 remove(sidecar)  # left by a run killed between the rename and its removal
                 emit(event="done", dest=dest, bytes=os.path.getsize(dest), resumed_from=0,
                      note="present; verified")
-                return
+                return None
             emit(event="note", dest=dest, message="on-disk file failed verification; fetching again")
             os.remove(dest)
         done = self.on_disk(item, partial, sidecar)
@@ -128,7 +152,7 @@ class Fetcher:
                                        (size > self.threshold and self.connections > 1))
         if ranged:
             try:
-                connections = RangedDownload(self, item, partial, sidecar, done).run()
+                connections = RangedDownload(self, item, partial, sidecar, done, ticket).run()
             except RangeIgnored as error:
                 emit(event="note", dest=dest, fallback="one stream",
                      message="%s: fetching the file as one stream, from zero" % error)
@@ -136,7 +160,13 @@ class Fetcher:
                 open(partial, "wb").close()
                 ranged, resumed_from = False, 0
         if not ranged:
-            digest = self.fetch_stream(item, partial, resumed_from)
+            digest = self.fetch_stream(item, partial, resumed_from, ticket)
+        return digest, resumed_from, connections
+
+    def place(self, item, digest, resumed_from, connections):
+        """Check size, sha256 and GGUF quant of the partial; move it into place."""
+        dest, size = item["dest"], item.get("size")
+        partial, sidecar = dest + ".partial", dest + ".partial.ranges"
         length = os.path.getsize(partial)
         if digest is None:  # ranges arrive out of order: hash the assembled file
             emit(event="verify", dest=dest, bytes=length)
@@ -186,7 +216,7 @@ class Fetcher:
             return False
         return not item.get("sha256") or sha256 == item["sha256"]
 
-    def fetch_stream(self, item, partial, offset):
+    def fetch_stream(self, item, partial, offset, ticket=None):
         """Fetch the file as one stream from ``offset`` (the partial's first bytes are kept),
         with retries; return the sha256 digest of the whole file."""
         expected = item.get("size")
@@ -196,8 +226,12 @@ class Fetcher:
         # a Range from its end would be answered 416, run after run.
         while expected is None or offset < expected:
             try:
-                with self.slots:
+                self.slots.acquire(ticket)
+                try:
                     offset, digest = self.stream(item, partial, offset, digest)
+                    self.slots.leave(ticket)  # before the release: the next file gets the slot
+                finally:
+                    self.slots.release()
                 break
             except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
                 fatal = self.fatal(error, item)
@@ -268,16 +302,21 @@ def main():
     fetcher = Fetcher(manifest, token)
     failures = []
 
-    def run(item):
+    def run(index, item):
         try:
             emit(event="start", dest=item["dest"], total=item.get("size"))
-            fetcher.fetch(item)
+            fetcher.fetch(item, index)
         except Exception as error:  # report every file; the exit code says if any failed
             failures.append(item["dest"])
             emit(event="error", dest=item["dest"], message=str(error)[:500])
 
-    with ThreadPoolExecutor(max_workers=max(1, int(manifest.get("parallel", 3)))) as pool:
-        list(pool.map(run, manifest["files"]))
+    # A thread per file: the Slots let `parallel` of them use the network at once, in order.
+    threads = [threading.Thread(target=run, args=pair, daemon=True)
+               for pair in enumerate(manifest["files"])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return 1 if failures else 0
 
 

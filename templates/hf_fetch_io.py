@@ -1,6 +1,6 @@
-"""The fetcher's shared parts: events, errors, the GGUF quantization check, hashing as bytes
-arrive, background flushing, the `.verified` record, positional writes. Part of hf_fetch.py
-(stdlib only; uploaded beside it)."""
+"""The fetcher's shared parts: events, errors, the GGUF quantization check, the connection
+slots all files share, hashing as bytes arrive, background flushing, the `.verified` record,
+positional writes. Part of hf_fetch.py (stdlib only; uploaded beside it)."""
 
 import contextlib
 import hashlib
@@ -102,6 +102,139 @@ def expected_main_type(quant):
         if quant.endswith(suffix) and "_K" in quant:
             return quant[: -len(suffix)]
     return quant
+
+
+# -- the connections all files share --------------------------------------------------------------
+
+
+class Ticket:
+    """A file that passed Slots.enter: ``satisfied`` once it got its first connection, ``left``
+    once it needs no new one."""
+
+    __slots__ = ("left", "satisfied")
+
+    def __init__(self):
+        self.satisfied = self.left = False
+
+
+class Slots:
+    """The connections all files share, at most ``size`` at once, and which files may use them.
+
+    Files pass ``enter`` in manifest order (``index``), at most ``files_at_once`` at a time, and
+    ``leave`` once they need no new connection (their last transfers may still run; a retry
+    may still ``acquire``), before giving back their last slot: so that slot goes to the next
+    file, and a file's sha256 is checked while the next one downloads. A transfer
+    holds a slot: ``acquire`` waits for one, and those waiting get a freed slot first. A free
+    slot nobody waits for goes to a ranged download that can use one more connection (see
+    ``offer``): the one with the most bytes left, which takes over half of its biggest piece in
+    flight. Unless a file is about to start: one that may pass ``enter`` now, or one that
+    passed it and has no connection yet; the slot is kept for it.
+
+    A download offered here is asked, under this lock, ``bytes_left()`` and ``claim()`` (a
+    piece for one more connection, or None); ``spawn(piece)`` then runs outside the lock. So
+    a download must never call in here while holding its own lock."""
+
+    def __init__(self, size, files_at_once=1, files=0):
+        self.size = self.free = max(1, size)
+        self.files_at_once = max(1, files_at_once)
+        self.files = files  # how many files will pass enter() with an index
+        self.next = 0  # the index of the next file to enter
+        self.in_flight = 0  # files between enter and leave
+        self.unsatisfied = 0  # files that entered and have no connection yet
+        self.waiting = 0  # threads in acquire()
+        self.downloads = []  # offered: may take a free slot for one more connection
+        self.cond = threading.Condition()
+
+    def enter(self, index=None):
+        """Wait until this file may use the network (after those before it, at most
+        files_at_once at a time); return its Ticket."""
+        with self.cond:
+            self.cond.wait_for(lambda: (index is None or index == self.next)
+                               and self.in_flight < self.files_at_once)
+            if index is not None:
+                self.next += 1
+            self.in_flight += 1
+            self.unsatisfied += 1
+            self.cond.notify_all()
+            return Ticket()
+
+    def leave(self, ticket):
+        """The file needs no new connection: the next one may start. Once per ticket."""
+        with self.cond:
+            if ticket is None or ticket.left:
+                return
+            ticket.left = True
+            self.in_flight -= 1
+            self._satisfy(ticket)
+            self.cond.notify_all()
+            grants = self._grants()
+        self._spawn(grants)
+
+    def acquire(self, ticket=None, want=1):
+        """Wait for a free slot; take up to ``want`` of those free, and return how many."""
+        with self.cond:
+            self.waiting += 1
+            try:
+                self.cond.wait_for(lambda: self.free > 0)
+            finally:
+                self.waiting -= 1
+            count = min(max(1, want), self.free)
+            self.free -= count
+            self._satisfy(ticket)
+            grants = self._grants()
+        self._spawn(grants)
+        return count
+
+    def release(self, count=1):
+        with self.cond:
+            self.free += count
+            if self.waiting:
+                self.cond.notify_all()
+            grants = self._grants()
+        self._spawn(grants)
+
+    def offer(self, download):
+        """Let ``download`` grow into free slots until ``withdraw``."""
+        with self.cond:
+            self.downloads.append(download)
+            grants = self._grants()
+        self._spawn(grants)
+
+    def withdraw(self, download):
+        with self.cond:
+            self.downloads.remove(download)
+
+    def poke(self):
+        """Look again whether a free slot can be given (a download's split size may have
+        dropped as it measured its connections)."""
+        with self.cond:
+            grants = self._grants()
+        self._spawn(grants)
+
+    def _satisfy(self, ticket):
+        if ticket is not None and not ticket.satisfied:
+            ticket.satisfied = True
+            self.unsatisfied -= 1
+
+    def _grants(self):
+        """Give free slots to offered downloads (under the lock); return [(download, piece)]."""
+        grants = []
+        while (self.free > 0 and not self.waiting and not self.unsatisfied
+               and not (self.next < self.files and self.in_flight < self.files_at_once)):
+            for download in sorted(self.downloads, key=lambda d: -d.bytes_left()):
+                piece = download.claim()
+                if piece is not None:
+                    self.free -= 1
+                    grants.append((download, piece))
+                    break
+            else:
+                break
+        return grants
+
+    @staticmethod
+    def _spawn(grants):
+        for download, piece in grants:
+            download.spawn(piece)
 
 
 # -- hashing and flushing -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A file as several byte ranges at once: the bookkeeping of [start, end) spans (pure), the
-`.partial.ranges` sidecar, and the download that runs one connection per piece. Part of
-hf_fetch.py (stdlib only; uploaded beside it)."""
+`.partial.ranges` sidecar, and the download that runs one connection per piece and grows into
+the connection slots other files leave free. Part of hf_fetch.py (stdlib only; uploaded
+beside it)."""
 
 import contextlib
 import http.client
@@ -14,6 +15,11 @@ import urllib.parse
 import urllib.request
 
 from hf_fetch_io import CHUNK, FetchError, RangeIgnored, _sync, emit, write_at
+
+SPLIT_FLOOR = 1 << 20  # never split off less than this (a block is 1 MiB)
+SPLIT_SECONDS = 0.5  # a half must take at least this long on one connection
+SPLIT_LATENCIES = 4  # ... and at least this many request latencies
+MEASURED = 0.5  # connection-seconds of body before a connection's rate counts
 
 
 # -- range bookkeeping: pure functions over [start, end) spans -------------------------------------
@@ -63,6 +69,22 @@ def plan_pieces(missing, connections, min_piece):
         bounds = [start + length * index // count for index in range(count + 1)]
         pieces.extend([bounds[index], bounds[index + 1]] for index in range(count))
     return pieces
+
+
+def split_size(rate, latency, cap, floor=SPLIT_FLOOR, seconds=SPLIT_SECONDS):
+    """Return the smallest half of a piece worth a request of its own, in bytes: what one
+    connection fetches (at ``rate`` bytes/s, as measured) in ``seconds`` or in SPLIT_LATENCIES
+    request latencies (``latency`` s, as measured), whichever is longer; between ``floor``
+    and ``cap``. Before anything is measured (``rate`` None): ``cap``.
+
+    A new request costs round trips (the Hub's /resolve, the redirect, a new connection), so
+    it pays only for a piece that takes longer than those; in bytes, that depends on the
+    speed of a connection: 16 MiB is 0.3 s at 50 MB/s but 4 s at 4 MB/s, and a free slot
+    waits for the end of the file when nothing can be split."""
+    if not rate:
+        return cap
+    worth = rate * max(seconds, SPLIT_LATENCIES * (latency or 0.0))
+    return int(min(cap, max(floor, worth)))
 
 
 def split_point(pos, end, min_piece):
@@ -133,37 +155,48 @@ def check_piece_response(status, content_range, first, end, size):
 
 class Piece:
     """One byte range in flight: [start, end), of which [start, pos) is written. ``end`` only
-    shrinks: when a free connection takes over the piece's second half."""
+    shrinks: when a free connection takes over the piece's second half. ``began`` is when its
+    current transfer's body started (None between transfers), at ``began_pos``."""
 
-    __slots__ = ("end", "failed", "pos", "start", "taken")
+    __slots__ = ("began", "began_pos", "end", "failed", "pos", "start", "taken")
 
     def __init__(self, start, end):
         self.start = self.pos = start
         self.end = end
         self.taken = self.failed = False
+        self.began, self.began_pos = None, start
 
 
 class RangedDownload:
     """One file fetched as byte ranges on several connections, written in place.
 
-    Each connection (a worker thread) takes a planned piece; when none is left it takes over
-    the second half of the biggest piece still in flight, so the connections end together. A
-    piece that fails is retried from its last byte written, through a fresh /resolve. Every
-    checkpoint_every(size) bytes, a checkpoint fdatasyncs the file and then lists what is on
-    disk in the sidecar: a killed run refetches little, a failed one nothing."""
+    It starts with up to ``connections`` connections, one per planned piece, and grows into
+    slots the other files leave free (Slots.offer; ``max_connections`` over all files is the
+    ceiling). A connection that is done with its piece takes a planned one, else the second
+    half of the biggest piece still in flight, so the connections end together; with nothing
+    worth a request left (split_size), it gives its slot back. A piece that fails is retried
+    from its last byte written, through a fresh /resolve. Every checkpoint_every(size) bytes,
+    a checkpoint fdatasyncs the file and then lists what is on disk in the sidecar: a killed
+    run refetches little, a failed one nothing."""
 
-    def __init__(self, fetcher, item, partial, sidecar, done):
+    def __init__(self, fetcher, item, partial, sidecar, done, ticket=None):
         self.fetcher, self.item, self.partial, self.sidecar = fetcher, item, partial, sidecar
+        self.ticket = ticket
         self.dest, self.size, self.sha256 = item["dest"], item["size"], item.get("sha256")
         self.done = done  # the spans on disk before this run
         missing = missing_spans(done, self.size)
         self.pieces = [Piece(start, end) for start, end in
                        plan_pieces(missing, fetcher.connections, fetcher.min_piece)]
+        self.auto_split = getattr(fetcher, "auto_split", False)  # else min_piece is fixed
         self.lock = threading.Lock()  # guards the pieces and the counters below
+        self.ended = threading.Condition(self.lock)  # a connection ended
+        self.active = self.peak = 0  # connections running, and the most at once
         self.written = span_bytes(done)
         self.unsynced = 0
         self.every = checkpoint_every(self.size)
         self.last_progress = 0.0
+        self.body_bytes, self.body_seconds = 0, 0.0  # transfers ended: what one connection gets
+        self.latency_sum, self.latency_count = 0.0, 0  # request to response headers
         self.failures = []  # pieces out of retries, as messages
         self.stopped = None  # the error that stopped every connection
         self.abort = threading.Event()
@@ -172,24 +205,30 @@ class RangedDownload:
         self.fd = None
 
     def run(self):
-        """Fetch what is missing; return the number of connections used. Raise FetchError
+        """Fetch what is missing; return the most connections used at once. Raise FetchError
         (RangeIgnored if the server ignores Range) once every connection has stopped."""
         # The sidecar first: a preallocated partial never exists without one.
         write_sidecar(self.sidecar, render_sidecar(self.size, self.sha256, self.done))
         self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
+        slots = self.fetcher.slots
         try:
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)
-            workers = [threading.Thread(target=self.work, daemon=True)
-                       for _ in range(min(self.fetcher.connections, len(self.pieces)))]
-            emit(event="ranges", dest=self.dest, pieces=len(self.pieces), connections=len(workers),
+            want = min(self.fetcher.connections, len(self.pieces))
+            count = slots.acquire(self.ticket, want) if want else 0
+            first = [self.claim() for _ in range(count)]
+            emit(event="ranges", dest=self.dest, pieces=len(self.pieces), connections=count,
                  resumed_from=self.written, missing=self.size - self.written)
             syncer = threading.Thread(target=self.checkpoints, daemon=True)
             syncer.start()
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join()
+            for piece in first:
+                self.spawn(piece)
+            slots.offer(self)
+            try:
+                with self.lock:
+                    self.ended.wait_for(lambda: self.active == 0)
+            finally:
+                slots.withdraw(self)
             self.closing = True
             self.wake.set()
             syncer.join()
@@ -203,20 +242,62 @@ class RangedDownload:
                              "are kept; the next run fetches only what is missing)"
                              % (len(self.failures), self.fetcher.retries, self.failures[0],
                                 self.written))
-        return len(workers)
+        return self.peak
 
-    def work(self):
+    # -- connections: each one a thread that holds one slot ------------------------------------
+
+    def bytes_left(self):
+        with self.lock:
+            return sum(piece.end - piece.pos for piece in self.pieces if not piece.failed)
+
+    def claim(self):
+        """Return a piece for one more connection (counted as running), or None."""
+        piece = self.take()
+        if piece is not None:
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+        return piece
+
+    def spawn(self, piece):
+        """Start a connection on a claimed piece; it holds one slot, given back when it ends."""
+        threading.Thread(target=self.work, args=(piece,), daemon=True).start()
+
+    def work(self, piece):
         """Be one connection: fetch pieces until none is left worth a request."""
-        while not self.abort.is_set():
-            piece = self.take()
-            if piece is None:
-                return
-            self.fetch_piece(piece)
+        try:
+            while piece is not None and not self.abort.is_set():
+                self.fetch_piece(piece)
+                piece = self.take()
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.ended.notify_all()
+            # Nothing left to hand out: the next file may start, and gets this slot first.
+            self.fetcher.slots.leave(self.ticket)
+            self.fetcher.slots.release()
+
+    def split_size(self):
+        """The smallest half worth a request: measured (split_size), or min_piece if fixed.
+        Called under the lock."""
+        if not self.auto_split:
+            return self.fetcher.min_piece
+        now = time.monotonic()
+        count, seconds = self.body_bytes, self.body_seconds
+        for piece in self.pieces:
+            if piece.began is not None:
+                count += piece.pos - piece.began_pos
+                seconds += now - piece.began
+        rate = count / seconds if seconds >= MEASURED else None
+        latency = self.latency_sum / self.latency_count if self.latency_count else None
+        return split_size(rate, latency, self.fetcher.min_piece)
 
     def take(self):
         """Return a piece for a free connection: a planned one, else the second half of the
         biggest piece in flight; None when nothing is left worth a request."""
         with self.lock:
+            if self.abort.is_set():
+                return None
             for piece in self.pieces:
                 if not piece.taken:
                     piece.taken = True
@@ -225,7 +306,7 @@ class RangedDownload:
             victim = max(busy, key=lambda piece: piece.end - piece.pos, default=None)
             # Its connection may write up to one block past pos before it sees the new end.
             mid = victim and split_point(min(victim.pos + CHUNK, victim.end), victim.end,
-                                         self.fetcher.min_piece)
+                                         self.split_size())
             if not mid:
                 return None
             piece = Piece(mid, victim.end)
@@ -234,12 +315,13 @@ class RangedDownload:
             return piece
 
     def fetch_piece(self, piece):
-        """Fetch a piece to its end, each retry from its last byte written."""
+        """Fetch a piece to its end, each retry from its last byte written; the slot is given
+        back during the backoff."""
         attempt = 0
+        slots = self.fetcher.slots
         while piece.pos < piece.end and not self.abort.is_set():
             try:
-                with self.fetcher.slots:
-                    self.transfer(piece)
+                self.transfer(piece)
             except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
                 fatal = error if isinstance(error, RangeIgnored) else self.fetcher.fatal(error, self.item)
                 if fatal is not None:
@@ -253,29 +335,48 @@ class RangedDownload:
                     return
                 emit(event="retry", dest=self.dest, attempt=attempt, error=str(error)[:200],
                      done=self.written, range=[piece.pos, piece.end])
-                self.abort.wait(self.fetcher.backoff * (2 ** (attempt - 1)))
+                slots.release()
+                try:
+                    self.abort.wait(self.fetcher.backoff * (2 ** (attempt - 1)))
+                finally:
+                    slots.acquire(self.ticket)
 
     def transfer(self, piece):
         """Fetch the rest of a piece on one connection, writing each block where it belongs."""
         first, end = piece.pos, piece.end
+        asked = time.monotonic()
         with contextlib.closing(self.fetcher.open(self.item, first, end - 1)) as response:
             check_piece_response(response.status, response.headers.get("Content-Range"),
                                  first, end, self.size)
-            while not self.abort.is_set():
-                want = min(CHUNK, piece.end - piece.pos)
-                if want <= 0:
-                    return  # done, or its rest was taken over by another connection
-                # What one recv gives, written at once: no block waits in memory to fill up.
-                block = response.read1(want)
-                if not block:
-                    raise FetchError("connection ended early at byte %d of bytes %d-%d"
-                                     % (piece.pos, first, end - 1))
-                with self.lock:  # the end may have moved while the block was read
-                    at, count = piece.pos, min(len(block), piece.end - piece.pos)
-                if count <= 0:
-                    return
-                write_at(self.fd, memoryview(block)[:count], at)
-                self.advance(piece, count)
+            with self.lock:
+                piece.began, piece.began_pos = time.monotonic(), piece.pos
+                self.latency_sum += piece.began - asked
+                self.latency_count += 1
+            try:
+                self.receive(piece, response)
+            finally:
+                with self.lock:
+                    self.body_bytes += piece.pos - piece.began_pos
+                    self.body_seconds += time.monotonic() - piece.began
+                    piece.began = None
+
+    def receive(self, piece, response):
+        first, end = piece.pos, piece.end
+        while not self.abort.is_set():
+            want = min(CHUNK, piece.end - piece.pos)
+            if want <= 0:
+                return  # done, or its rest was taken over by another connection
+            # What one recv gives, written at once: no block waits in memory to fill up.
+            block = response.read1(want)
+            if not block:
+                raise FetchError("connection ended early at byte %d of bytes %d-%d"
+                                 % (piece.pos, first, end - 1))
+            with self.lock:  # the end may have moved while the block was read
+                at, count = piece.pos, min(len(block), piece.end - piece.pos)
+            if count <= 0:
+                return
+            write_at(self.fd, memoryview(block)[:count], at)
+            self.advance(piece, count)
 
     def advance(self, piece, count):
         """Count bytes written: a checkpoint or a progress event may be due."""
@@ -295,6 +396,8 @@ class RangedDownload:
             self.wake.set()
         if report:
             emit(event="progress", dest=self.dest, done=written, total=self.size)
+            if self.fetcher.slots.free and self.auto_split:
+                self.fetcher.slots.poke()  # what it measured may make a piece worth splitting
 
     def stop(self, error):
         """Stop every connection of this file (the first error given is the one raised)."""
@@ -323,5 +426,3 @@ class RangedDownload:
             spans = self.done + [[piece.start, piece.pos] for piece in self.pieces]
         _sync(self.fd)
         write_sidecar(self.sidecar, render_sidecar(self.size, self.sha256, spans))
-
-
