@@ -83,8 +83,8 @@ def test_the_download_starts_before_the_installs_and_models_ready_waits_for_it(
     assert result.returncode == 0, result.stderr
     steps = steps_by_name(report)
     names = [step["name"] for step in report["steps"]]
-    assert names[:3] == ["workdir", "python", "models"] and names[-3:] == \
-        ["models-ready", "launch", "health"]
+    assert names[:3] == ["workdir", "python", "models"] and names[-4:] == \
+        ["models-ready", "launch", "health", "smoke"]
     assert steps["models"]["background"] and steps["models"]["status"] == "changed"
     assert all(steps[name]["status"] == "changed" for name in INSTALLS)
 

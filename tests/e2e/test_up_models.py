@@ -232,7 +232,9 @@ def test_a_killed_downloader_leaves_its_partial_and_the_next_up_resumes(
             assert running.poll() is None, running.communicate()
             assert time.monotonic() < deadline, "the download never reached the cut"
             time.sleep(0.2)
-        pids = node.ssh("ps -u $(id -u) -o pid=,args= | awk '/[h]f_fetch\\.py/ {print $1}'").stdout.split()
+        # The fetcher itself, not the shells around it (their arguments name it too).
+        pids = node.ssh("ps -u $(id -u) -o pid=,args= | "
+                        "awk '$2 ~ /python/ && /[h]f_fetch\\.py/ {print $1}'").stdout.split()
         assert len(pids) == 1, pids
         node.ssh(f"kill -9 {pids[0]}")
         out, err = running.communicate(timeout=120)
