@@ -68,6 +68,17 @@ from hf_fetch_io import (  # noqa: E402
     sha256_file,
     write_record,
 )
+from hf_fetch_guard import (  # noqa: E402
+    StreamKept,
+    WriterBusy,
+    disk_full_message,
+    is_disk_full,
+    stop_now,
+    stop_on_signals,
+    track,
+    untrack,
+    writer_lock,
+)
 from hf_fetch_ranges import RangedDownload, clip_spans, parse_sidecar, span_bytes  # noqa: E402
 
 # -- the Fetcher: HTTP, and a file as one stream -------------------------------------------------
@@ -110,9 +121,12 @@ class Fetcher:
             request.add_header("Range", "bytes=%d-%s" % (first, "" if last is None else last))
         return urllib.request.urlopen(request, timeout=self.timeout)
 
-    def fatal(self, error, item):
-        """Return the FetchError to stop with if retrying cannot help: HTTP 401/403/404 from the
-        Hub itself (the same from the CDN may be an expired signed URL: a retry re-resolves)."""
+    def fatal(self, error, item, missing=0, kept=0):
+        """Return the FetchError to stop with if retrying cannot help: a full disk, or HTTP
+        401/403/404 from the Hub itself (the same from the CDN may be an expired signed URL: a
+        retry re-resolves). ``missing`` and ``kept``: the file's bytes still to fetch and on disk."""
+        if is_disk_full(error):
+            return FetchError(disk_full_message(item["dest"], missing, kept))
         if (isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404)
                 and urllib.parse.urlsplit(error.filename or "").netloc in ("", self.hub_host)):
             return FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"], item["file"]))
@@ -120,14 +134,19 @@ class Fetcher:
 
     def fetch(self, item, index=None):
         """Fetch one file (the ``index``-th of the manifest: files start in that order), check
-        it and move it into place."""
+        it and move it into place; one writer at a time per file (hf_fetch_guard.py)."""
         ticket = self.slots.enter(index)
         try:
-            got = self.download(item, ticket)
-        finally:
-            self.slots.leave(ticket)  # the next file may start while this one is hashed
-        if got is not None:
-            self.place(item, *got)
+            with writer_lock(item["dest"]):
+                try:
+                    got = self.download(item, ticket)
+                finally:
+                    self.slots.leave(ticket)  # the next file may start while this one is hashed
+                if got is not None:
+                    self.place(item, *got)
+        except WriterBusy as error:
+            self.slots.leave(ticket)
+            raise FetchError(str(error)) from None
 
     def download(self, item, ticket):
         """Bring the file's bytes into its partial; return (digest or None, resumed_from,
@@ -234,7 +253,7 @@ class Fetcher:
                     self.slots.release()
                 break
             except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
-                fatal = self.fatal(error, item)
+                fatal = self.fatal(error, item, (expected or 0) - offset, offset)
                 if fatal is not None:
                     raise fatal
                 attempt += 1
@@ -259,6 +278,8 @@ class Fetcher:
         try:
             with open(partial, mode) as handle:
                 flusher = Flusher(handle.fileno())
+                kept = StreamKept(handle)
+                track(kept)  # a stop flushes what arrived (hf_fetch_guard.stop_now)
                 try:
                     while True:
                         buf = hasher.buffer()
@@ -276,6 +297,7 @@ class Fetcher:
                             emit(event="progress", dest=item["dest"], done=offset, total=total)
                     handle.flush()
                 finally:
+                    untrack(kept)
                     flusher.stop()
                 os.fsync(handle.fileno())
         finally:
@@ -287,16 +309,17 @@ class Fetcher:
 
 
 def exit_when_stdin_closes():
-    """Exit at once when stdin ends: the run that started us closed our channel, or lost it."""
+    """Stop when stdin ends: the run that started us closed our channel, or lost it."""
     while sys.stdin.read(4096):
         pass
-    os._exit(3)  # no cleanup: what is on disk is what a kill leaves, and the next run resumes
+    stop_now(3)  # what arrived is checkpointed; the next run resumes from there
 
 
 def main():
     # Line 1: the manifest; line 2: the token (empty: none). Never a file, never argv.
     manifest = json.loads(sys.stdin.readline())
     token = sys.stdin.readline().strip()
+    stop_on_signals()
     if manifest.get("stop_on_eof"):
         threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
     fetcher = Fetcher(manifest, token)

@@ -62,7 +62,7 @@ def parse_record(text: str) -> Optional[dict]:
 
 
 # The fetcher is a program in three files (templates/): the main one imports the other two.
-FETCHER_PARTS = ("hf_fetch_io.py", "hf_fetch_ranges.py")
+FETCHER_PARTS = ("hf_fetch_io.py", "hf_fetch_ranges.py", "hf_fetch_guard.py")
 
 
 def fetcher_bundle(main_name: str = "hf_fetch.py") -> bytes:
