@@ -147,6 +147,25 @@ class Fetcher:
         except WriterBusy as error:
             self.slots.leave(ticket)
             raise FetchError(str(error)) from None
+        except OSError as error:  # the disk filled outside a transfer: a checkpoint, the record
+            if not is_disk_full(error):
+                raise
+            kept = self.kept_bytes(item)
+            raise FetchError(disk_full_message(item["dest"], (item.get("size") or kept) - kept,
+                                               kept)) from None
+
+    def kept_bytes(self, item):
+        """The bytes of the file a next run will find on disk (its range record, or the
+        length of a streamed partial)."""
+        partial, sidecar = item["dest"] + ".partial", item["dest"] + ".partial.ranges"
+        try:
+            if os.path.exists(sidecar):
+                with open(sidecar) as handle:
+                    spans = parse_sidecar(handle.read(), item.get("size"), item.get("sha256"))
+                return span_bytes(spans or [])
+            return os.path.getsize(partial) if os.path.exists(partial) else 0
+        except OSError:
+            return 0
 
     def download(self, item, ticket):
         """Bring the file's bytes into its partial; return (digest or None, resumed_from,

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from hf_fetch_guard import track, untrack
 from hf_fetch_io import CHUNK, FetchError, RangeIgnored, _sync, emit, write_at
 
 SPLIT_FLOOR = 1 << 20  # never split off less than this (a block is 1 MiB)
@@ -189,6 +190,7 @@ class RangedDownload:
                        plan_pieces(missing, fetcher.connections, fetcher.min_piece)]
         self.auto_split = getattr(fetcher, "auto_split", False)  # else min_piece is fixed
         self.lock = threading.Lock()  # guards the pieces and the counters below
+        self.checkpointing = threading.Lock()  # one checkpoint at a time (the sidecar's tmp)
         self.ended = threading.Condition(self.lock)  # a connection ended
         self.active = self.peak = 0  # connections running, and the most at once
         self.written = span_bytes(done)
@@ -211,6 +213,7 @@ class RangedDownload:
         write_sidecar(self.sidecar, render_sidecar(self.size, self.sha256, self.done))
         self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
         slots = self.fetcher.slots
+        track(self)  # a stop checkpoints it (hf_fetch_guard.stop_now)
         try:
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)
@@ -234,6 +237,7 @@ class RangedDownload:
             syncer.join()
             self.checkpoint()
         finally:
+            untrack(self)
             os.close(self.fd)
         if self.stopped is not None:
             raise self.stopped
@@ -323,7 +327,8 @@ class RangedDownload:
             try:
                 self.transfer(piece)
             except (urllib.error.URLError, OSError, http.client.HTTPException, FetchError) as error:
-                fatal = error if isinstance(error, RangeIgnored) else self.fetcher.fatal(error, self.item)
+                fatal = error if isinstance(error, RangeIgnored) else \
+                    self.fetcher.fatal(error, self.item, self.bytes_left(), self.written)
                 if fatal is not None:
                     self.stop(fatal)
                     return
@@ -418,11 +423,21 @@ class RangedDownload:
             except OSError:
                 return  # the final checkpoint reports real trouble
 
-    def checkpoint(self):
-        """Make the bytes written so far durable, then list them in the sidecar.
+    def checkpoint(self, timeout=-1):
+        """Make the bytes written so far durable, then list them in the sidecar; one at a time.
 
-        The spans are taken before the fdatasync: every byte in them was written before it."""
-        with self.lock:
-            spans = self.done + [[piece.start, piece.pos] for piece in self.pieces]
-        _sync(self.fd)
-        write_sidecar(self.sidecar, render_sidecar(self.size, self.sha256, spans))
+        The spans are taken before the fdatasync: every byte in them was written before it.
+        With ``timeout`` (a stop), give up rather than wait longer for the locks."""
+        if not self.checkpointing.acquire(timeout=timeout):
+            return
+        try:
+            if not self.lock.acquire(timeout=timeout):
+                return
+            try:
+                spans = self.done + [[piece.start, piece.pos] for piece in self.pieces]
+            finally:
+                self.lock.release()
+            _sync(self.fd)
+            write_sidecar(self.sidecar, render_sidecar(self.size, self.sha256, spans))
+        finally:
+            self.checkpointing.release()

@@ -185,3 +185,42 @@ def test_up_killed_anywhere_converges_on_the_next_run(point, signame, node_facto
 
 def hub_sent(hub) -> int:
     return sum(r.bytes_sent for r in file_requests(hub, "GET", UNET))
+
+
+def test_a_disk_that_fills_mid_download_says_so_keeps_the_bytes_and_resumes_once_freed(
+        node_factory, laptop_home, tmp_path, stand_ins, hub):
+    """The UNet's folder is a small tmpfs (mounting needs root: skipped without it); growing
+    the tmpfs is the user freeing space."""
+    node = node_factory(platform="linux", memory_gb=64)
+    serve_big(hub, tmp_path, UNET, UNET_BYTES)
+    folder = node.home / "provision" / "ComfyUI" / "models" / "unet"
+    folder.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=8m,uid={node.uid},mode=0755",
+                              "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["chown", "-R", f"{node.uid}", str(node.home / "provision")], check=True)
+        node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields(
+            hf={"endpoint": hub.url}, quality="q8",
+            downloads={"retries": 2, "backoff_seconds": 0, "range_threshold_mb": 4}))
+        full = subprocess.run([sys.executable, "-m", "provisioner", "up", str(node_yaml),
+                               "--no-launch"], env=cli_env(laptop_home, {"HF_TOKEN": HF_TOKEN}),
+                              cwd=laptop_home, text=True, capture_output=True, timeout=600)
+        assert full.returncode == 1
+        said = " ".join(full.stderr.split())
+        assert "disk is full writing flux1-dev-Q8_0.gguf" in said and " free on " in said, said
+        assert "still to fetch" in said and "free space on the node" in said, said
+        listed = listed_spans(node)
+        assert sum(e - s for s, e in listed) > 4 * 1024 * 1024, "the bytes written are kept"
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], check=True)
+        hub.clear_requests()
+        again = subprocess.run([sys.executable, "-m", "provisioner", "up", str(node_yaml),
+                                "--no-launch"], env=cli_env(laptop_home, {"HF_TOKEN": HF_TOKEN}),
+                               cwd=laptop_home, text=True, capture_output=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        asked = [(range_start(r), range_start(r) + r.bytes_sent) for r in file_requests(hub, "GET", UNET)]
+        assert not any(max(0, min(end, e) - max(start, s)) for start, end in asked for s, e in listed)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

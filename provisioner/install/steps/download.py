@@ -29,6 +29,8 @@ from .base import Change, Step, StepContext
 
 QUIET_WAIT = 5.0  # s between looks at a quiet fetcher (a retry's backoff prints nothing)
 RESUME_HINT = "re-run `provision up`: downloads resume from the bytes already on the node"
+DISK_FULL_HINT = ("free space on the node (`provision status` shows the disk; `df -h` on the node "
+                  "says which volume), then re-run `provision up`: it resumes from the bytes kept")
 
 
 class FileSpec(BaseModel):
@@ -245,7 +247,8 @@ class Fetch:
         if exit_code != 0:
             ended = (f"exit code {exit_code}" if exit_code >= 0
                      else "the fetcher ended without an exit code (killed, or the connection was lost)")
-            raise StepFailed(f"step {self.name}: {'; '.join(errors) or stderr or ended}", RESUME_HINT)
+            hint = DISK_FULL_HINT if any("disk is full" in error for error in errors) else RESUME_HINT
+            raise StepFailed(f"step {self.name}: {'; '.join(errors) or stderr or ended}", hint)
         return f"{len(done)} file(s) verified, {format_bytes(fetched)} fetched"
 
     def stop(self) -> None:
