@@ -128,3 +128,22 @@ def test_a_node_whose_index_has_no_uv_falls_back_to_pip_with_a_note(node_factory
     assert result.returncode == 0, result.stderr
     assert steps["venv"]["detail"].endswith("uv 0.13.9 installed into "
                                             f"{node.home}/provision/tools/uv"), steps["venv"]
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_an_install_cut_short_is_repaired_by_the_next_up(node_factory, laptop_home, tmp_path,
+                                                          stand_ins, installer):
+    """What a killed `uv pip install` leaves: a dist-info folder without its METADATA, and no
+    marker. uv then refuses to install ("Failed to read metadata"); the step repairs it."""
+    node = node_factory(platform="linux")
+    node_yaml = node.write_node_yaml(tmp_path / "n.yaml", installer=installer,
+                                     **stand_ins.node_fields())
+    assert up_json(node_yaml, laptop_home)[0].returncode == 0
+    node.ssh("rm ~/provision/state/pip-torch.sha256 && "
+             "rm ~/provision/venv/lib/python*/site-packages/torchaudio-2.3.1.dist-info/METADATA")
+    result, _, steps = up_json(node_yaml, laptop_home)
+    assert result.returncode == 0, result.stderr
+    assert steps["torch"]["status"] == "changed"
+    assert installed_versions(node)[:3] == ["2.3.1", "0.18.1", "2.3.1"]
+    assert node.ssh("ls ~/provision/venv/lib/python*/site-packages/torchaudio-2.3.1.dist-info/METADATA",
+                    check=False).returncode == 0

@@ -27,7 +27,7 @@ import pytest
 
 from tests.e2e.conftest import HF_TOKEN
 from tests.e2e.launch_helpers import listeners_of_node_user
-from tests.e2e.test_up_models import UNET, dest, file_requests, node_exists, serve_big
+from tests.e2e.test_up_models import UNET, VAE, dest, file_requests, node_exists, node_size, serve_big
 from tests.harness.cli import cli_env
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +69,7 @@ ON_A_MAC = ("launch", "health")
 LEFTOVERS = r"provision-leash|hf_fetch|uv |pip |git |launchctl bootstrap"
 SIGNALS = {"KILL": signal.SIGKILL, "INT": signal.SIGINT, "TERM": signal.SIGTERM}
 UNET_BYTES = 24 * 1024 * 1024
+VAE_BYTES = 3 * 1024 * 1024  # below the 4 MB range threshold: one stream
 
 
 class Freezer:
@@ -121,7 +122,7 @@ def range_start(request) -> int:
 
 
 @pytest.mark.parametrize("signame", list(SIGNALS))
-@pytest.mark.parametrize("point", ["venv", "torch", "clone", "models", "launch", "health"])
+@pytest.mark.parametrize("point", ["venv", "torch", "clone", "models", "stream", "launch", "health"])
 def test_up_killed_anywhere_converges_on_the_next_run(point, signame, node_factory, laptop_home,
                                                       tmp_path, stand_ins, hub, record_property):
     node = node_factory(platform="macos" if point in ON_A_MAC else "linux", memory_gb=64)
@@ -129,6 +130,9 @@ def test_up_killed_anywhere_converges_on_the_next_run(point, signame, node_facto
     if point == "models":
         serve_big(hub, tmp_path, UNET, UNET_BYTES)
         hub.throttle(2 * 1024 * 1024)  # 8 connections: about 1.5 s for the UNet
+    if point == "stream":
+        serve_big(hub, tmp_path, VAE, VAE_BYTES)
+        hub.throttle(512 * 1024)  # one connection: about 6 s for the VAE
     node_yaml = node.write_node_yaml(tmp_path / "n.yaml", **stand_ins.node_fields(
         hf={"endpoint": hub.url}, quality="q8",
         # ranged above 4 MB, as the real UNet (12.7 GB) is above the default 256 MB
@@ -143,6 +147,9 @@ def test_up_killed_anywhere_converges_on_the_next_run(point, signame, node_facto
         elif point == "models":
             wait_for(lambda: hub_sent(hub) > UNET_BYTES // 2 or running.poll() is not None, 240,
                      "the UNet never got half way")
+        elif point == "stream":
+            wait_for(lambda: hub_sent(hub, VAE) > VAE_BYTES // 3 or running.poll() is not None, 240,
+                     "the VAE never got a third of the way")
         else:  # health: ComfyUI started, not answering yet
             wait_for(lambda: "main.py" in node.ssh("ps -u $(id -u) -o args=", check=False).stdout
                      or running.poll() is not None, 240, "ComfyUI never started")
@@ -161,6 +168,7 @@ def test_up_killed_anywhere_converges_on_the_next_run(point, signame, node_facto
     # Nothing of the killed run goes on writing (the keeper stops it when the channel ends).
     wait_for(lambda: not leftovers(node), 20, f"left running: {leftovers(node)}")
     listed = listed_spans(node) if point == "models" else []
+    kept = node_size(node, dest("vae", VAE[1]) + ".partial") if point == "stream" else 0
     assert not node_exists(node, "~/provision/state/hf_token"), "no token file, ever"
 
     hub.clear_requests()
@@ -181,10 +189,15 @@ def test_up_killed_anywhere_converges_on_the_next_run(point, signame, node_facto
         record_property("refetched_bytes", refetched)
         assert sum(e - s for s, e in listed) > UNET_BYTES // 4, "the kill came mid-file"
         assert refetched == 0, (listed, asked)
+    if point == "stream":
+        # One stream appends: the next run asks from the partial's end, nothing before it.
+        starts = [range_start(r) for r in file_requests(hub, "GET", VAE)]
+        record_property("kept_bytes", kept)
+        assert kept > VAE_BYTES // 4 and starts and min(starts) >= kept, (kept, starts)
 
 
-def hub_sent(hub) -> int:
-    return sum(r.bytes_sent for r in file_requests(hub, "GET", UNET))
+def hub_sent(hub, repo_file=UNET) -> int:
+    return sum(r.bytes_sent for r in file_requests(hub, "GET", repo_file))
 
 
 def test_a_disk_that_fills_mid_download_says_so_keeps_the_bytes_and_resumes_once_freed(

@@ -145,9 +145,17 @@ class PipStep(InstallerStep):
                  if have.get(_normalise(name)) != want]
         return ", ".join(wrong)
 
+    def repair(self) -> str:
+        """Return a snippet removing what an install cut short leaves: a dist-info folder
+        without its METADATA or RECORD, which uv refuses ("Failed to read metadata") and
+        pip skips as invalid. The package then counts as absent and is installed again."""
+        return (f"for d in {q(self.venv)}/lib/python*/site-packages/*.dist-info; do "
+                "[ -d \"$d\" ] || continue; "
+                "[ -f \"$d/METADATA\" ] && [ -f \"$d/RECORD\" ] || rm -rf \"$d\"; done")
+
     def apply(self, ctx: StepContext, change: Change) -> str:
         use_uv = bool(change.data.get("uv"))
-        ctx.node.run(sh(self.command(use_uv)), on_output=ctx.on_output)
+        ctx.node.run(sh(f"{self.repair()}; {self.command(use_uv)}"), on_output=ctx.on_output)
         if self.expect:
             names = " ".join(q(name) for name in self.expect)
             result = ctx.node.run(sh(f"{q(self.python)} -c {q(_VERSIONS)} {names}"))

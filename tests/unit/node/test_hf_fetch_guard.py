@@ -107,6 +107,30 @@ def test_a_full_disk_stops_the_file_at_once_naming_free_space_and_what_is_missin
     capsys.readouterr()
 
 
+def stop_midway(hub, manifest: dict, after_bytes: float, how: str) -> int:
+    """Run the fetcher until the hub sent ``after_bytes``, stop it (SIGTERM, or by closing
+    its stdin); return its exit code."""
+    running = subprocess.Popen([PYTHON, str(FETCHER)], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    try:
+        running.stdin.write(stdin_for(manifest, None))
+        running.stdin.flush()
+        deadline = time.monotonic() + 60
+        while sum(r.bytes_sent for r in gets(hub)) < after_bytes:
+            assert time.monotonic() < deadline and running.poll() is None
+            time.sleep(0.02)
+        if how == "SIGTERM":
+            running.send_signal(signal.SIGTERM)
+        else:
+            running.stdin.close()
+        return running.wait(timeout=20)
+    finally:
+        if running.poll() is None:
+            running.kill()
+        if not running.stdin.closed:
+            running.stdin.close()
+
+
 def test_a_stopped_fetcher_lists_what_it_wrote_so_a_resume_refetches_only_what_was_in_the_air(
         tmp_path):
     source = counting_file(tmp_path / "huge.bin", 96 * MiB)
@@ -119,21 +143,7 @@ def test_a_stopped_fetcher_lists_what_it_wrote_so_a_resume_refetches_only_what_w
             manifest = manifest_for(hub, [item], min_piece=16 * MiB, max_connections=4,
                                     stop_on_eof=True)
             hub.clear_requests()
-            running = subprocess.Popen([PYTHON, str(FETCHER)], stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, text=True)
-            running.stdin.write(stdin_for(manifest, None))
-            running.stdin.flush()
-            deadline = time.monotonic() + 60
-            while sum(r.bytes_sent for r in gets(hub)) < item["size"] * 0.4:
-                assert time.monotonic() < deadline and running.poll() is None
-                time.sleep(0.02)
-            if how == "SIGTERM":
-                running.send_signal(signal.SIGTERM)
-            else:
-                running.stdin.close()
-            code = running.wait(timeout=20)
-            if not running.stdin.closed:
-                running.stdin.close()
+            code = stop_midway(hub, manifest, item["size"] * 0.4, how)
             words = np.fromfile(item["dest"] + ".partial", dtype="<u8")
             on_disk = int((words == np.arange(len(words), dtype="<u8")).sum()) * 8
             listed = sum(end - start for start, end in
@@ -143,7 +153,7 @@ def test_a_stopped_fetcher_lists_what_it_wrote_so_a_resume_refetches_only_what_w
         assert code == (143 if how == "SIGTERM" else 3), how
         # Everything on disk is listed but what was between recv and pwrite at the stop.
         assert on_disk - listed < on_disk / 200, (how, on_disk, listed)
-        assert listed <= on_disk
+        assert listed <= on_disk + 8 * 16, "nothing listed that is not on disk (a piece may end mid-word)"
 
 
 def test_resume_after_a_stop_never_asks_for_a_listed_byte_again(tmp_path):
@@ -153,17 +163,7 @@ def test_resume_after_a_stop_never_asks_for_a_listed_byte_again(tmp_path):
         hub.throttle(4 * MiB)
         item = item_for(tmp_path / "node", source)
         manifest = manifest_for(hub, [item], min_piece=8 * MiB, max_connections=4)
-        running = subprocess.Popen([PYTHON, str(FETCHER)], stdin=subprocess.PIPE,
-                                   stdout=subprocess.DEVNULL, text=True)
-        running.stdin.write(stdin_for(manifest, None))
-        running.stdin.flush()
-        deadline = time.monotonic() + 60
-        while sum(r.bytes_sent for r in gets(hub)) < item["size"] * 0.5:
-            assert time.monotonic() < deadline and running.poll() is None
-            time.sleep(0.02)
-        running.send_signal(signal.SIGTERM)
-        running.wait(timeout=20)
-        running.stdin.close()
+        stop_midway(hub, manifest, item["size"] * 0.5, "SIGTERM")
         listed = json.loads(Path(item["dest"] + ".partial.ranges").read_text())["done"]
         hub.clear_requests()
         hub.throttle(None)
