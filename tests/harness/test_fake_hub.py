@@ -398,7 +398,13 @@ def test_throttle_caps_each_connection_and_the_log_shows_when(direct_hub: FakeHu
 
     with ThreadPoolExecutor(2) as pool:
         assert list(pool.map(get, range(2))) == [size, size]
-    gets = [r for r in direct_hub.requests if r.method == "GET"]
+    # The handler records the end just after the last byte went out: wait for it.
+    deadline = time.monotonic() + 10
+    while True:
+        gets = [r for r in direct_hub.requests if r.method == "GET"]
+        if (len(gets) == 2 and all(r.ended is not None for r in gets)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert len(gets) == 2 and all(r.ended is not None for r in gets)
     for request in gets:
         assert request.ended - request.started >= 0.9 * size / rate  # type: ignore[operator]
