@@ -21,16 +21,12 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
 from ..comfy.client import ComfyClient, ComfyUnavailable
-from ..comfy.image import PngError, check_png
+from ..comfy.generate import SavedImage, collect_images
 from ..comfy.prompts import (
     black_hint,
-    fetch_image,
     fetch_object_info,
-    image_name,
     interrupt,
     rejection_text,
-    saved_images,
-    wait_history,
 )
 from ..comfy.timing import RunTimer, RunTiming
 from ..comfy.websocket import ComfyWebSocket, WebSocketError
@@ -316,48 +312,30 @@ class _Session:
 
     def _collect(self, prompt_id: str, seed: int,
                  number: int) -> tuple[list[ImageResult], Optional[tuple[str, str]]]:
-        """Read the prompt's images from /history, pull each via /view, check it."""
-        entry = wait_history(self.client, prompt_id)
-        if entry is None:
-            return [], (f"/history/{prompt_id} stayed empty after the prompt finished", LOGS_HINT)
-        status = (entry.get("status") or {}).get("status_str")
-        if status not in (None, "success"):
-            return [], (f"ComfyUI's history says the prompt ended with {status!r}", LOGS_HINT)
-        found = saved_images(entry)
-        if not found:
-            return [], ("the prompt finished without saving an image", LOGS_HINT)
-        images = []
-        problem = None
-        for image in found:
-            result, trouble = self._pull(image)
-            images.append(result)
-            problem = problem or trouble
-        return images, problem
+        """Read the prompt's images (comfy.generate.collect_images), keep them, say what is wrong."""
+        saved, problem = collect_images(self.client, prompt_id)
+        images = [self._keep(image) for image in saved]
+        if problem is None:
+            return images, None
+        outcome, message = problem
+        if outcome == "black":
+            return images, (f"{message}: the VAE decoded NaN or zeros",
+                            black_hint(self.report.comfyui_argv))
+        return images, (message, LOGS_HINT)
 
-    def _pull(self, image: dict) -> tuple[ImageResult, Optional[tuple[str, str]]]:
-        filename, subfolder = str(image.get("filename", "")), str(image.get("subfolder", ""))
-        status, data = fetch_image(self.client, image)
-        shown = image_name(image)
-        if status != 200:
-            return (ImageResult(filename=filename, subfolder=subfolder),
-                    (f"GET /view of {shown} answered {status}", LOGS_HINT))
+    def _keep(self, image: SavedImage) -> ImageResult:
+        """Write a pulled image into images_dir (when asked) and describe it."""
         local = None
-        if self.images_dir is not None:
+        if self.images_dir is not None and image.data:
             self.images_dir.mkdir(parents=True, exist_ok=True)
-            target = self.images_dir / Path(filename).name
-            target.write_bytes(data)
+            target = self.images_dir / Path(image.filename).name
+            target.write_bytes(image.data)
             local = str(target)
-        try:
-            check = check_png(data)
-        except PngError as error:
-            return (ImageResult(filename=filename, subfolder=subfolder, local_path=local),
-                    (f"{shown} cannot be checked: it is {error}", LOGS_HINT))
-        result = ImageResult(filename=filename, subfolder=subfolder, local_path=local,
-                             width=check.width, height=check.height, black=check.black)
-        if check.black:
-            return result, (f"{shown} is all black: the VAE decoded NaN or zeros", black_hint(
-                self.report.comfyui_argv))
-        return result, None
+        check = image.check
+        return ImageResult(filename=image.filename, subfolder=image.subfolder, local_path=local,
+                           width=check.width if check else None,
+                           height=check.height if check else None,
+                           black=check.black if check else None)
 
     def _failed(self, number: int, seed: int, started: float, timing: RunTiming, message: str,
                 hint: str, prompt_id: Optional[str] = None, images: Optional[list] = None,

@@ -20,7 +20,6 @@ MPS_ABORT = re.compile(r"failed assertion.*(MPSNDArray|MetalPerformanceShaders|M
                        r"(MPSNDArray|MetalPerformanceShaders).*failed assertion")
 # ComfyUI-GGUF's README: macOS Sequoia seems to need torch 2.4.1 (and its matching set).
 SEQUOIA_TORCH = {"torch": "2.4.1", "torchvision": "0.19.1", "torchaudio": "2.4.1"}
-LOADER_CLASSES = ("Loader",)  # UNETLoader, UnetLoaderGGUF, DualCLIPLoader(GGUF), VAELoader...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +89,7 @@ def diagnose(generation: Generation, *, log: str, argv: list[str], versions: Ver
         what = f"{error.get('exception_type', 'error')}: {exception[0] if exception else ''}".rstrip(": ")
         hint = (f"a model file may be damaged or not what {node_type} reads: re-run `provision up` "
                 "(it verifies every file's sha256); " + LOGS_HINT
-                if any(part in node_type for part in LOADER_CLASSES) else LOGS_HINT)
+                if "Loader" in node_type else LOGS_HINT)  # UNETLoader, DualCLIPLoaderGGUF...
         return Diagnosis(f"the first image failed in {node_type} (node {error.get('node_id', '?')}): "
                          f"{what}", hint)
     if outcome == "timeout":

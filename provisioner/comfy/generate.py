@@ -25,8 +25,10 @@ StepSink = Callable[[int, int], None]
 @dataclasses.dataclass(frozen=True)
 class SavedImage:
     name: str  # subfolder/filename in ComfyUI's output folder
-    data: bytes
-    check: Optional[PngCheck] = None
+    filename: str
+    subfolder: str
+    data: bytes = b""  # empty when /view did not give it
+    check: Optional[PngCheck] = None  # None when it could not be read
 
 
 @dataclasses.dataclass
@@ -98,30 +100,45 @@ def _follow(client: ComfyClient, ws: ComfyWebSocket, client_id: str, workflow: d
     return _collect(client, seen, timer)
 
 
-def _collect(client: ComfyClient, seen: "_Seen", timer: RunTimer) -> Generation:
-    entry = wait_history(client, seen.prompt_id)
+def collect_images(client: ComfyClient, prompt_id: str) -> tuple[list[SavedImage],
+                                                                  Optional[tuple[Outcome, str]]]:
+    """Read a finished prompt's images from /history, pull each via /view and check it;
+    return them and the first problem (outcome, message), if any."""
+    entry = wait_history(client, prompt_id)
     if entry is None:
-        return seen.ended("no_image", f"/history/{seen.prompt_id} stayed empty after the prompt "
-                                      "finished", timer)
+        return [], ("no_image", f"/history/{prompt_id} stayed empty after the prompt finished")
+    status = (entry.get("status") or {}).get("status_str")
+    if status not in (None, "success"):
+        return [], ("error", f"ComfyUI's history says the prompt ended with {status!r}")
     found = saved_images(entry)
     if not found:
-        return seen.ended("no_image", "the prompt finished without saving an image", timer)
-    result = seen.ended("ok", "", timer)
+        return [], ("no_image", "the prompt finished without saving an image")
+    images: list[SavedImage] = []
+    problem: Optional[tuple[Outcome, str]] = None
     for image in found:
-        name = image_name(image)
-        status, data = fetch_image(client, image)
-        if status != 200:
-            result.outcome, result.message = "no_image", f"GET /view of {name} answered {status}"
-            return result
+        saved = SavedImage(image_name(image), str(image.get("filename", "")),
+                           str(image.get("subfolder", "")))
+        status_code, data = fetch_image(client, image)
+        if status_code != 200:
+            images.append(saved)
+            problem = problem or ("no_image", f"GET /view of {saved.name} answered {status_code}")
+            continue
         try:
             check = check_png(data)
         except PngError as error:
-            result.images.append(SavedImage(name, data))
-            result.outcome, result.message = "unreadable", f"{name} cannot be read: it is {error}"
-            return result
-        result.images.append(SavedImage(name, data, check))
+            images.append(dataclasses.replace(saved, data=data))
+            problem = problem or ("unreadable", f"{saved.name} cannot be checked: it is {error}")
+            continue
+        images.append(dataclasses.replace(saved, data=data, check=check))
         if check.black:
-            result.outcome, result.message = "black", f"{name} is all black"
+            problem = problem or ("black", f"{saved.name} is all black")
+    return images, problem
+
+
+def _collect(client: ComfyClient, seen: "_Seen", timer: RunTimer) -> Generation:
+    images, problem = collect_images(client, seen.prompt_id)
+    result = seen.ended(*(problem or ("ok", "")), timer)
+    result.images = images
     return result
 
 

@@ -119,9 +119,9 @@ class SmokeStep(Step):
 
     def _pull(self, generation: Generation) -> Optional[str]:
         """Copy the image to the laptop (a black one too: it is the evidence)."""
-        if not generation.images:
+        image = next((image for image in generation.images if image.data), None)
+        if image is None:
             return None
-        image = generation.images[0]
         folder = Path(self.pull_to).expanduser().absolute()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / PurePosixPath(image.name).name
