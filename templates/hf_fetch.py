@@ -35,7 +35,8 @@ connection gets in 0.5 s or 4 request latencies, 1 to 16 MiB), files: [{repo, fi
 dest, size, sha256, quant, record}].
 Events, by `event`: start {total}; ranges {pieces, connections (at the start), resumed_from,
 missing}; progress {done, total}; retry {attempt, error, done[, range]}; note {message};
-verify {bytes}; done {bytes, resumed_from, connections (the most at once)}; error {message}.
+verify {bytes}; done {bytes, resumed_from, connections (the most at once)}; error {message,
+reason (None, or "disk_full")}.
 Each names its file by `dest`.
 """
 
@@ -71,7 +72,7 @@ from hf_fetch_io import (  # noqa: E402
 from hf_fetch_guard import (  # noqa: E402
     StreamKept,
     WriterBusy,
-    disk_full_message,
+    disk_full,
     is_disk_full,
     stop_now,
     stop_on_signals,
@@ -126,7 +127,7 @@ class Fetcher:
         401/403/404 from the Hub itself (the same from the CDN may be an expired signed URL: a
         retry re-resolves). ``missing`` and ``kept``: the file's bytes still to fetch and on disk."""
         if is_disk_full(error):
-            return FetchError(disk_full_message(item["dest"], missing, kept))
+            return disk_full(item["dest"], missing, kept)
         if (isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404)
                 and urllib.parse.urlsplit(error.filename or "").netloc in ("", self.hub_host)):
             return FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"], item["file"]))
@@ -151,8 +152,7 @@ class Fetcher:
             if not is_disk_full(error):
                 raise
             kept = self.kept_bytes(item)
-            raise FetchError(disk_full_message(item["dest"], (item.get("size") or kept) - kept,
-                                               kept)) from None
+            raise disk_full(item["dest"], (item.get("size") or kept) - kept, kept) from None
 
     def kept_bytes(self, item):
         """The bytes of the file a next run will find on disk (its range record, or the
@@ -350,7 +350,8 @@ def main():
             fetcher.fetch(item, index)
         except Exception as error:  # report every file; the exit code says if any failed
             failures.append(item["dest"])
-            emit(event="error", dest=item["dest"], message=str(error)[:500])
+            emit(event="error", dest=item["dest"], message=str(error)[:500],
+                 reason=getattr(error, "reason", None))
 
     # A thread per file: the Slots let `parallel` of them use the network at once, in order.
     threads = [threading.Thread(target=run, args=pair, daemon=True)

@@ -23,6 +23,8 @@ import signal
 import threading
 import time
 
+from hf_fetch_io import FetchError
+
 LOCK_WAIT = 60.0  # seconds to wait for another writer of the same file to go
 
 _active = set()  # the ranged downloads in flight, checkpointed on a stop
@@ -77,17 +79,21 @@ def is_disk_full(error):
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def disk_full_message(dest, missing, kept):
-    """Name the free space, what is still needed and what is kept."""
+class DiskFull(FetchError):
+    reason = "disk_full"
+
+
+def disk_full(dest, missing, kept):
+    """Return the error for a full disk: the free space, what is still needed, what is kept."""
     folder = os.path.dirname(dest) or "."
     try:
         stats = os.statvfs(folder)
         free = "%s free" % _size(stats.f_bavail * stats.f_frsize)
     except OSError:
         free = "free space unknown"
-    return ("the node's disk is full writing %s (%s on %s; %s still to fetch for this file); "
-            "the %s on disk are kept: free space, then re-run `provision up`"
-            % (os.path.basename(dest), free, folder, _size(missing), _size(kept)))
+    return DiskFull("the node's disk is full writing %s (%s on %s; %s still to fetch for this "
+                    "file); the %s on disk are kept: free space, then re-run `provision up`"
+                    % (os.path.basename(dest), free, folder, _size(missing), _size(kept)))
 
 
 def _size(count):

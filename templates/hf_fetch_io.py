@@ -35,7 +35,7 @@ def emit(**event):
 
 
 class FetchError(Exception):
-    pass
+    reason = None  # what the error event names, for the step to act on (e.g. "disk_full")
 
 
 class RangeIgnored(FetchError):

@@ -247,7 +247,8 @@ class Fetch:
         if exit_code != 0:
             ended = (f"exit code {exit_code}" if exit_code >= 0
                      else "the fetcher ended without an exit code (killed, or the connection was lost)")
-            hint = DISK_FULL_HINT if any("disk is full" in error for error in errors) else RESUME_HINT
+            disk_full = any(e.get("reason") == "disk_full" for e in events if e.get("event") == "error")
+            hint = DISK_FULL_HINT if disk_full else RESUME_HINT
             raise StepFailed(f"step {self.name}: {'; '.join(errors) or stderr or ended}", hint)
         return f"{len(done)} file(s) verified, {format_bytes(fetched)} fetched"
 
