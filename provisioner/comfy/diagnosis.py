@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from .generate import Generation
 from .prompts import black_hint
+
+if TYPE_CHECKING:  # plan imports this module's constants: keep Pillow and websockets out
+    from .generate import Generation
 
 LOGS_HINT = "`provision logs NODE.yaml` shows ComfyUI's whole log"
 # What macOS prints when Metal Performance Shaders abort the process (SIGABRT, exit 134).
@@ -64,7 +66,7 @@ def sequoia_hint(versions: Versions) -> str:
             f"torch: {{{pins}}} and re-run `provision up` (docs/compatibility.md)")
 
 
-def diagnose(generation: Generation, *, log: str, argv: list[str], versions: Versions,
+def diagnose(generation: "Generation", *, log: str, argv: list[str], versions: Versions,
              timeout: float, came_back: Optional[bool] = None) -> Diagnosis:
     """Say why ``generation`` failed. ``log`` is ComfyUI's log since the prompt was submitted;
     ``came_back`` whether ComfyUI answered again after dying (None: not asked)."""
@@ -108,7 +110,7 @@ def diagnose(generation: Generation, *, log: str, argv: list[str], versions: Ver
     return Diagnosis(f"the first image failed: {generation.message}", LOGS_HINT)
 
 
-def _progress(generation: Generation) -> str:
+def _progress(generation: "Generation") -> str:
     timing = generation.timing
     if timing.steps_done:
         return f"the sampler reached step {timing.steps_done} of {timing.steps_total}"

@@ -16,15 +16,16 @@ import datetime
 import json
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from ...comfy.client import ComfyClient, ComfyUnavailable
-from ...comfy.diagnosis import Versions, diagnose
-from ...comfy.generate import Generation, generate
 from ...comfy.workflows import DEFAULT_PROMPT, WorkflowFiles, render_workflow
 from ...core.errors import StepFailed
 from ...node.shell import q
 from .base import Change, Step, StepContext
+
+if TYPE_CHECKING:  # imported when the step runs: every command loads the playbook's steps
+    from ...comfy.generate import Generation
 
 RESTART_WAIT = 60.0  # seconds to wait for a supervisor to bring a dead ComfyUI back
 
@@ -82,13 +83,16 @@ class SmokeStep(Step):
         return change
 
     def apply(self, ctx: StepContext, change: Change) -> str:
+        from ...comfy.diagnosis import Versions, diagnose
+        from ...comfy.generate import generate
+
         files = {item["role"]: PurePosixPath(item["dest"]).name for item in self.models}
         workflow_files = WorkflowFiles(unet=files["unet"], t5=files["t5"], clip_l=files["clip_l"],
                                        vae=files["vae"])
         offset = _log_size(ctx, self.log)
         started = time.monotonic()
 
-        def attempt(seed: int) -> Generation:
+        def attempt(seed: int) -> "Generation":
             workflow = render_workflow(self.model, workflow_files, seed=seed, steps=self.steps,
                                        prompt=self.prompt, width=self.width, height=self.height,
                                        filename_prefix=f"provision-smoke/flux-{self.model}")
@@ -117,7 +121,7 @@ class SmokeStep(Step):
         self._keep(ctx, record)
         raise StepFailed(f"step {self.name}: {diagnosis.message}", diagnosis.hint)
 
-    def _pull(self, generation: Generation) -> Optional[str]:
+    def _pull(self, generation: "Generation") -> Optional[str]:
         """Copy the image to the laptop (a black one too: it is the evidence)."""
         image = next((image for image in generation.images if image.data), None)
         if image is None:
@@ -128,7 +132,7 @@ class SmokeStep(Step):
         target.write_bytes(image.data)
         return str(target)
 
-    def _record(self, generation: Generation, seconds: float, local: Optional[str]) -> dict:
+    def _record(self, generation: "Generation", seconds: float, local: Optional[str]) -> dict:
         timing = generation.timing
         return {
             "ok": generation.ok, "outcome": generation.outcome,
