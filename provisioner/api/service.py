@@ -74,7 +74,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
     """Report the service, its health, its device and models, and memory pressure.
 
     A fleet passes ``config`` (``config_path`` then names the node) and its ``connection``."""
-    from ..install.steps.service import parse_status, parse_uptime, status_script
+    from ..install.steps.service import parse_status, parse_uptime
     from ..node.facts import gather
     from ..node.layout import node_paths
     from ..node.memory import memory_script, parse_memory
@@ -87,8 +87,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
         steps = node_steps(cfg, facts)
         launch, health = steps["launch"], steps["health"]
         smoke = steps.get("smoke")  # a user playbook may skip it
-        script = (f"echo @@state; cat {q(paths.state_file)} 2>/dev/null; "
-                  f"echo @@service; {status_script(launch)}; "
+        script = (installed_and_running_script(paths, launch) + "; "
                   + (f"echo @@smoke; cat {q(smoke.record)} 2>/dev/null; " if smoke else "")
                   + f"echo @@memory; {memory_script(facts.platform)}")
         output = node.run("/bin/sh -s", stdin=script + "\n", check=False).stdout
@@ -164,6 +163,15 @@ def _when(moment: Optional[datetime]) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def installed_and_running_script(paths, launch) -> str:
+    """One read-only snippet: state.json (section ``state``), the service (``service``)."""
+    from ..install.steps.service import status_script
+    from ..node.shell import q
+
+    return (f"echo @@state; cat {q(paths.state_file)} 2>/dev/null; "
+            f"echo @@service; {status_script(launch)}")
+
+
 def _json_or_empty(text: str) -> dict:
     import json
 
@@ -219,10 +227,10 @@ def restart(config_path: str, *, accept_new_host_key: bool = False,
     A running ComfyUI is restarted in place; one that is not running (after a reboot launchd
     has forgotten the agent, and the Linux supervisor is gone) is started as ``up`` would,
     from the unit already installed: nothing is reinstalled."""
-    from ..install.steps.service import parse_status, restart_service, status_script
+    from ..install.steps.service import parse_status, restart_service
     from ..node.facts import gather
     from ..node.layout import node_paths
-    from ..node.shell import q, sections
+    from ..node.shell import sections
 
     cfg = load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
@@ -230,9 +238,8 @@ def restart(config_path: str, *, accept_new_host_key: bool = False,
         paths = node_paths(cfg, facts)
         steps = node_steps(cfg, facts)
         launch = steps["launch"]
-        found = sections(node.run("/bin/sh -s", check=False, stdin=(
-            f"echo @@state; cat {q(paths.state_file)} 2>/dev/null; "
-            f"echo @@service; {status_script(launch)}\n")).stdout)
+        found = sections(node.run("/bin/sh -s", check=False,
+                                  stdin=installed_and_running_script(paths, launch) + "\n").stdout)
         health = health_as_installed(steps["health"], _json_or_empty(found.get("state", "")), cfg)
         if parse_status(found.get("service", ""))["running"]:
             restart_service(node, launch)
