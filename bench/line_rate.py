@@ -251,7 +251,7 @@ def main() -> None:
         print(f"    {step['name']:<22} {step['status']:<8} {step['duration']:6.2f}s   {when}")
     if sampler.available:
         cpu = sampler.seconds()
-        print(f"CPU during up (s): " + ", ".join(f"{kind} {cpu.get(kind, 0.0):.2f}" for kind in
+        print("CPU during up (s): " + ", ".join(f"{kind} {cpu.get(kind, 0.0):.2f}" for kind in
                                                   ("hub", "fetcher", "sshd", "node other"))
               + f"; the machine's {os.cpu_count()} cores were busy {sampler.machine_busy():.2f} "
               f"cores on average over the {wall:.1f} s (all processes, other work included)")

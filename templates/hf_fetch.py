@@ -31,7 +31,7 @@ are uploaded together.
 Manifest: endpoint, stop_on_eof (false), parallel (3), retries (5), backoff (1.0), timeout (60),
 progress_interval (0.5), connections (8), max_connections (16), range_threshold (256 MiB),
 min_piece (the smallest range worth a request of its own; default: measured, what one
-connection gets in 0.5 s or 4 request latencies, 1 to 16 MiB), files: [{repo, file, revision,
+connection gets in 0.25 s or 4 request latencies, 1 to 16 MiB), files: [{repo, file, revision,
 dest, size, sha256, quant, record}].
 Events, by `event`: start {total}; ranges {pieces, connections (at the start), resumed_from,
 missing}; progress {done, total}; retry {attempt, error, done[, range]}; note {message};

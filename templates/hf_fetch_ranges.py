@@ -18,7 +18,7 @@ from hf_fetch_guard import track, untrack
 from hf_fetch_io import CHUNK, FetchError, RangeIgnored, _sync, emit, write_at
 
 SPLIT_FLOOR = 1 << 20  # never split off less than this (a block is 1 MiB)
-SPLIT_SECONDS = 0.5  # a half must take at least this long on one connection
+SPLIT_SECONDS = 0.25  # a half must take at least this long on one connection
 SPLIT_LATENCIES = 4  # ... and at least this many request latencies
 MEASURED = 0.5  # connection-seconds of body before a connection's rate counts
 

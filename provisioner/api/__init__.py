@@ -5,32 +5,41 @@ Each command is one function (``plan``, ``up``, ``status``, ``down``, ``session`
 bench, fleet) and returns a report (a pydantic model whose JSON is the command's ``--json``).
 Nothing here prints or exits: progress goes to the callbacks the caller passes, errors are
 raised as ``ProvisionError``s, and the CLI renders both. The functions live in modules by
-capability; this package re-exports them, so callers use ``api.<name>``.
+capability; this package re-exports them, loaded on first use, so callers use
+``api.<name>``.
 """
 
-from .benchmark import bench
-from .connection import hub_token, open_node, open_tunnel
-from .fleet import (
-    FleetHold,
-    fleet_bench,
-    fleet_down,
-    fleet_inventory,
-    fleet_plan,
-    fleet_session,
-    fleet_status,
-    fleet_tunnel,
-    fleet_up,
-)
-from .planning import PlanReport, RunCost, StepPreview, check_platform, plan, preview_steps
-from .provisioning import UpReport, up
-from .rental import down, session
-from .service import Health, ServiceState, StatusReport, check_health, logs, restart, status, tunnel
+import importlib
+from typing import Any
 
-__all__ = [
-    "PlanReport", "RunCost", "StepPreview", "check_platform", "plan", "preview_steps",
-    "UpReport", "up", "open_node", "open_tunnel", "hub_token",
-    "Health", "ServiceState", "StatusReport", "check_health", "logs", "restart", "status", "tunnel",
-    "down", "session", "bench",
-    "FleetHold", "fleet_bench", "fleet_down", "fleet_inventory", "fleet_plan", "fleet_session",
-    "fleet_status", "fleet_tunnel", "fleet_up",
-]
+# name -> the module that defines it; loaded on first use, so a command imports only the
+# modules it needs (``up`` does not load the fleet or the benchmark).
+_WHERE = {
+    "bench": "benchmark",
+    "hub_token": "connection", "open_node": "connection", "open_tunnel": "connection",
+    "FleetHold": "fleet", "fleet_bench": "fleet", "fleet_down": "fleet",
+    "fleet_inventory": "fleet", "fleet_plan": "fleet", "fleet_session": "fleet",
+    "fleet_status": "fleet", "fleet_tunnel": "fleet", "fleet_up": "fleet",
+    "PlanReport": "planning", "RunCost": "planning", "StepPreview": "planning",
+    "check_platform": "planning", "plan": "planning", "preview_steps": "planning",
+    "UpReport": "provisioning", "up": "provisioning",
+    "down": "rental", "session": "rental",
+    "Health": "service", "ServiceState": "service", "StatusReport": "service",
+    "check_health": "service", "logs": "service", "restart": "service", "status": "service",
+    "tunnel": "service",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -68,6 +68,12 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
     started = time.monotonic()
     cfg = config or load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
+        if not (dry_run or no_models):
+            # After the SSH handshake (it needs the CPU), beside the checks (they wait on the
+            # node): the Hub preflight then starts warm.
+            from ..install.hub import warm_up
+
+            warm_up()
         facts = gather(node, cfg.workdir)
         check_platform(config_path, cfg, facts)
         model_plan = choose_models(facts, load_catalog(), SizingOptions.from_config(cfg))

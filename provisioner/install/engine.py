@@ -59,21 +59,44 @@ class StepEvent:
 EventSink = Callable[[StepEvent], None]
 
 _MARK = "@@provision-probe:"
+_END = "@@provision-probe-end"  # closes a probe's output: one without it was cut short
+
+# The probes run at once, each into a file of a private temporary folder, then are printed
+# in order: a round of checks costs the slowest probe, not their sum (they fork a lot: git,
+# shasum, launchctl). Without a temporary folder they run one after the other. A probe's
+# output ends with a newline and the end mark, so the engine tells a complete output from
+# one cut short (a full disk) and probes that step again.
+_PARALLEL = """d=$(mktemp -d "${TMPDIR:-/tmp}/provision-probe.XXXXXX" 2>/dev/null) || d=
+if [ -n "$d" ]; then
+  for i in $probes; do { "p$i" </dev/null 2>/dev/null; printf '\\n%s\\n' '""" + _END + """'; } >"$d/$i" 2>/dev/null & done
+  wait
+fi
+for i in $probes; do
+  echo '""" + _MARK + """'"$i"
+  if [ -n "$d" ]; then cat "$d/$i" 2>/dev/null
+  else "p$i" </dev/null 2>/dev/null; printf '\\n%s\\n' '""" + _END + """'; fi
+done
+[ -z "$d" ] || rm -rf "$d"
+"""
 
 
 def probe_script(steps: list[Step]) -> str:
     """Return one sh script that runs each step's probe in a subshell, delimited by markers."""
-    lines = []
+    functions, indices = [], []
     for index, step in enumerate(steps):
         snippet = step.probe()
         if snippet is not None and step.when:
-            lines.append(f"echo '{_MARK}{index}'")
-            lines.append(f"( {snippet} ) </dev/null 2>/dev/null")
-    return "\n".join(lines) + "\n"
+            functions.append(f"p{index}() (\n{snippet}\n)")
+            indices.append(str(index))
+    if not indices:
+        return "\n"
+    return "\n".join(functions) + f"\nprobes='{' '.join(indices)}'\n" + _PARALLEL
 
 
 def split_probe_output(output: str) -> dict[int, str]:
-    """Split the output of ``probe_script`` into {step index: its probe's output}."""
+    """Split the output of ``probe_script`` into {step index: its probe's output}.
+
+    A probe whose output lacks the end mark (it was cut short) is left out."""
     found: dict[int, list[str]] = {}
     current: Optional[int] = None
     for line in output.splitlines():
@@ -82,7 +105,13 @@ def split_probe_output(output: str) -> dict[int, str]:
             found[current] = []
         elif current is not None:
             found[current].append(line)
-    return {index: "\n".join(lines) for index, lines in found.items()}
+    complete = {}
+    for index, lines in found.items():
+        if lines and lines[-1] == _END:
+            # The newline printed before the end mark is ours: drop it with the mark.
+            text = "\n".join(lines[:-1])
+            complete[index] = "\n".join(text.splitlines())
+    return complete
 
 
 def probe_steps(node: Node, steps: list[Step]) -> dict[int, str]:
@@ -94,7 +123,15 @@ def _probe(node: Node, steps: list[Step]) -> dict[int, str]:
     script = probe_script(steps)
     if not script.strip():
         return {}
-    return split_probe_output(node.run("/bin/sh -s", stdin=script, check=False).stdout)
+    outputs = split_probe_output(node.run("/bin/sh -s", stdin=script, check=False).stdout)
+    missing = [index for index, step in enumerate(steps)
+               if step.when and step.probe() is not None and index not in outputs]
+    for index in missing:  # cut short: probe that step alone, once
+        again = split_probe_output(node.run("/bin/sh -s", stdin=probe_script([steps[index]]),
+                                            check=False).stdout)
+        if 0 in again:
+            outputs[index] = again[0]
+    return outputs
 
 
 def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool = False,
@@ -163,7 +200,8 @@ def run_steps(node: Node, steps: list[Step], ctx: StepContext, *, dry_run: bool 
                     with gate():
                         detail = _apply(step, ctx, change, index, total, on_event)
                     status = "changed"
-                    first_unprobed = index + 1  # what we changed may change later probes
+                    if step.reprobe:  # what we changed may change what later probes find
+                        first_unprobed = index + 1
             except ProvisionError as error:
                 finish(step, index, StepResult(name=step.name, kind=step.kind, status="failed",
                                                duration=time.monotonic() - started,

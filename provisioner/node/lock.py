@@ -65,7 +65,11 @@ done
 echo $$ > "$lock/pid"
 printf '%s\n' "$info" > "$lock/info"
 mkdir "$lock/groups"
-if command -v caffeinate >/dev/null 2>&1; then caffeinate -dimsu -w $$ & fi
+# Its stdio is not our channel's: the channel ends when the keeper does, not when
+# caffeinate notices.
+if command -v caffeinate >/dev/null 2>&1; then
+  caffeinate -dimsu -w $$ </dev/null >/dev/null 2>&1 &
+fi
 echo acquired
 while read -r _; do :; done
 stop_groups "$lock"

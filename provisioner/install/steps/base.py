@@ -61,6 +61,9 @@ class Step(BaseModel):
     description: Optional[str] = None
     when: bool = True
     background: bool = False  # started, not applied: the next steps run meanwhile; see join
+    # False when what this step changes is nothing a later step's probe reads (e.g. empty
+    # folders): the engine then goes on without a new round of checks.
+    reprobe: bool = True
 
     @model_validator(mode="after")
     def _can_run_in_the_background(self) -> "Step":

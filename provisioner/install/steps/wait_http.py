@@ -70,6 +70,7 @@ class WaitHttpStep(Step):
         started = time.monotonic()
         deadline = started + self.timeout
         next_log_check = started + 1.0
+        pause = 0.1  # each look is one SSH channel: cheap; ComfyUI may be up at once
         while True:
             try:
                 problem = self.check(client)
@@ -86,7 +87,8 @@ class WaitHttpStep(Step):
                         "see `provision logs NODE.yaml`; re-run `provision up` once fixed")
                 ctx.on_output(f"waiting for ComfyUI on 127.0.0.1:{self.port} "
                               f"({now - started:.0f}s)")
-                time.sleep(0.5)
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.5)
         if problem:
             raise StepFailed(f"step {self.name}: {problem}; last log lines: {self._tail(ctx, 6)}",
                              "re-run `provision up` once fixed; `provision logs` shows the whole log")

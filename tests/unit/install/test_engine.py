@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from provisioner.core.config import NodeConfig
 from provisioner.core.errors import StepFailed
 from provisioner.core.units import GIB
-from provisioner.install.engine import probe_script, run_steps, split_probe_output
+from provisioner.install.engine import probe_script, probe_steps, run_steps, split_probe_output
 from provisioner.install.steps import Change, Step, StepContext
 from provisioner.install.steps.command import CommandStep
 from provisioner.install.steps.join import JoinStep
@@ -35,9 +36,38 @@ def make_steps(tmp_path):
 
 def test_probe_output_round_trips():
     steps = [CommandStep(name="x", cmd="true", creates="/"), CommandStep(name="y", cmd="true")]
-    script = probe_script(steps)
-    assert "@@provision-probe:0" in script and "@@provision-probe:1" not in script
-    assert split_probe_output("@@provision-probe:0\n@@creates\npresent\n") == {0: "@@creates\npresent"}
+    outputs = split_probe_output(LocalNode().run("/bin/sh -s", stdin=probe_script(steps)).stdout)
+    assert outputs == {0: "@@creates\npresent"}, "a step without a probe has no output"
+    assert split_probe_output("@@provision-probe:0\n@@creates\npresent\n\n@@provision-probe-end\n") \
+        == {0: "@@creates\npresent"}
+
+
+def test_probe_output_cut_short_is_left_out():
+    output = ("@@provision-probe:0\n@@creates\npresent\n\n@@provision-probe-end\n"
+              "@@provision-probe:1\n@@sha\n")
+    assert split_probe_output(output) == {0: "@@creates\npresent"}
+
+
+def test_probes_run_at_once_and_come_back_in_order(tmp_path):
+    # Each probe waits for the one after it to have started: run one after the other, they
+    # would wait forever (the deadline below ends them); run at once, all finish.
+    flags = [tmp_path / f"started-{i}" for i in range(4)]
+    steps = []
+    for i, flag in enumerate(flags):
+        after = flags[i + 1] if i + 1 < len(flags) else flag
+        steps.append(CommandStep(name=f"s{i}", cmd="true", unless=(
+            f"touch {flag}; n=0; while [ ! -e {after} ] && [ $n -lt 100 ]; do sleep 0.05; "
+            f"n=$((n + 1)); done; echo out-{i}; test -e {after}")))
+    outputs = split_probe_output(LocalNode().run("/bin/sh -s", stdin=probe_script(steps)).stdout)
+    assert outputs == {i: "@@unless\npass" for i in range(4)}
+
+
+def test_probes_without_a_temporary_folder_run_one_after_the_other(tmp_path):
+    steps = [CommandStep(name="x", cmd="true", creates="/"),
+             CommandStep(name="y", cmd="true", unless="printf 'no newline'")]
+    env_script = "TMPDIR=/nonexistent/x\n" + probe_script(steps)
+    outputs = split_probe_output(LocalNode().run("/bin/sh -s", stdin=env_script).stdout)
+    assert outputs == {0: "@@creates\npresent", 1: "@@unless\npass"}
 
 
 def test_first_run_changes_then_rerun_is_one_round_trip(tmp_path):
@@ -247,3 +277,33 @@ def test_a_background_step_holds_its_gate_for_its_whole_run_and_unjoined_is_wait
     results = run_steps(node, steps, context(node), gates={"shell_job": slot})
     assert [(r.name, r.status) for r in results] == [("bg", "changed"), ("fg", "changed")]
     assert made.exists() and held == ["enter", "exit"]
+
+
+def test_a_probe_cut_short_is_probed_again_alone():
+    class CutFirstAnswer(LocalNode):
+        """The first round of probes comes back cut in the middle (a full disk on the node)."""
+
+        def run(self, command, **kw):
+            result = super().run(command, **kw)
+            if self.stats.commands == 1:
+                cut = result.stdout.index("@@provision-probe:1") + len("@@provision-probe:1\n@@")
+                result = dataclasses.replace(result, stdout=result.stdout[:cut])
+            return result
+
+    steps = [CommandStep(name="x", cmd="true", creates="/"),
+             CommandStep(name="y", cmd="true", unless="echo checked")]
+    node = CutFirstAnswer()
+    assert probe_steps(node, steps) == {0: "@@creates\npresent", 1: "@@unless\npass"}
+    assert node.stats.commands == 2, "only the step cut short is probed again"
+
+
+@pytest.mark.parametrize("reprobe", [True, False])
+def test_reprobe_false_skips_the_round_of_checks_after_a_change(tmp_path, reprobe):
+    made = tmp_path / "made"
+    steps = [CommandStep(name="make", cmd=f"touch {made}", creates=str(made), reprobe=reprobe),
+             CommandStep(name="after", cmd="true", unless=f"test -e {made}")]
+    node = LocalNode()
+    results = run_steps(node, steps, context(node))
+    # Probed again, "after" sees the file "make" created; not probed again, it trusts the
+    # first round (what reprobe: false declares is safe) and runs.
+    assert [r.status for r in results] == ["changed", "ok" if reprobe else "changed"]

@@ -160,12 +160,12 @@ def test_a_file_that_leaves_without_a_connection_frees_growth():
 
 @pytest.mark.parametrize(("rate", "latency", "expected"), [
     (None, None, 16 * MiB),  # nothing measured: the cap
-    (4e6, 0.002, 2_000_000),  # 0.5 s at 4 MB/s
+    (8e6, 0.002, 2_000_000),  # 0.25 s at 8 MB/s
     (4e6, 0.5, 8_000_000),  # four latencies of 0.5 s
-    (50e6, 0.05, 16 * MiB),  # 25 MB: capped
-    (1e6, 0.001, MiB),  # 0.5 MB: the floor
+    (50e6, 0.1, 16 * MiB),  # 20 MB: capped
+    (2e6, 0.001, MiB),  # 0.5 MB: the floor
 ])
-def test_split_size_is_what_one_connection_gets_in_half_a_second_or_four_latencies(rate, latency, expected):
+def test_split_size_is_what_one_connection_gets_in_a_quarter_second_or_four_latencies(rate, latency, expected):
     assert hf_ranges.split_size(rate, latency, 16 * MiB) == expected
 
 
@@ -179,7 +179,7 @@ def test_a_measured_connection_rate_lets_a_smaller_piece_be_split(tmp_path):
     assert download.active == download.peak == 2
     first.pos, second.pos = 13 * MiB, 44 * MiB  # 19 and 20 MiB left: less than two 16 MiB halves
     assert download.take() is None, "nothing measured: halves of at least 16 MiB"
-    download.body_bytes, download.body_seconds = 8 * MiB, 2.0  # 4 MiB/s per connection
+    download.body_bytes, download.body_seconds = 16 * MiB, 2.0  # 8 MiB/s per connection
     download.latency_sum, download.latency_count = 0.01, 1
     assert download.split_size() == 2 * MiB
     third = download.claim()
