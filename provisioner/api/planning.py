@@ -56,6 +56,9 @@ class PlanReport(NodeReport):
     cost: RunCost
     compatibility: list[str] = Field(
         default_factory=list, description="what upstream knows about this software set on this node")
+    node_warnings: list[str] = Field(
+        default_factory=list, description="the node's own settings that can cost the rental "
+        "(FileVault, sleep), each with its fix")
 
 
 def plan(config_path: str, *, memory_bytes: Optional[int] = None,
@@ -70,6 +73,7 @@ def plan(config_path: str, *, memory_bytes: Optional[int] = None,
     from ..install.catalog import load_catalog
     from ..install.compat import sequoia_warning
     from ..install.sizing import SizingOptions, choose_models
+    from ..node.advice import node_warnings
     from ..node.facts import assumed_facts, gather
 
     cfg = config or load_node(config_path)
@@ -82,6 +86,7 @@ def plan(config_path: str, *, memory_bytes: Optional[int] = None,
             facts = gather(node, cfg.workdir)
             stats = node.stats
         check_platform(config_path, cfg, facts)
+        check_tools(cfg, facts)
     model_plan = choose_models(facts, load_catalog(), SizingOptions.from_config(cfg))
     return PlanReport(
         node=cfg.name, host=cfg.host, facts_source="assumed" if facts.assumed else "node",
@@ -89,6 +94,7 @@ def plan(config_path: str, *, memory_bytes: Optional[int] = None,
         cost=RunCost.of(stats),
         compatibility=sequoia_warning(facts.platform, facts.os_version, cfg.torch.torch,
                                       [item.name for item in model_plan.files]),
+        node_warnings=node_warnings(facts),
     )
 
 
@@ -100,6 +106,15 @@ def check_platform(config_path: str, cfg: NodeConfig, facts: NodeFacts) -> None:
             f"({facts.os_name} {facts.os_version})",
             "set platform: auto, or point host: at the right node",
         )
+
+
+def check_tools(cfg: NodeConfig, facts: NodeFacts) -> None:
+    """Refuse a node where `up` can get neither a Python nor git (toolchain.check_toolchain)."""
+    from ..install.playbook import pip_options
+    from ..install.toolchain import check_toolchain, choose_git, choose_python
+
+    check_toolchain(f"{cfg.name} ({cfg.host})", facts,
+                    choose_python(cfg, facts, pip_options(cfg)), choose_git(facts))
 
 
 def preview_steps(cfg: NodeConfig, facts: NodeFacts, model_plan) -> list[StepPreview]:

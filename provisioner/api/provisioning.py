@@ -15,7 +15,7 @@ from ..install.playbook import load_steps
 from ..install.sizing import ModelPlan
 from ..install.steps import StepContext
 from .connection import hub_token, open_node, open_tunnel
-from .planning import RunCost, check_platform
+from .planning import RunCost, check_platform, check_tools
 
 if TYPE_CHECKING:
     from ..node.tunnel import Tunnel
@@ -76,6 +76,7 @@ def up(config_path: str, *, dry_run: bool = False, no_launch: bool = False,
             warm_up()
         facts = gather(node, cfg.workdir)
         check_platform(config_path, cfg, facts)
+        check_tools(cfg, facts)
         model_plan = choose_models(facts, load_catalog(), SizingOptions.from_config(cfg))
         # The disk check is preflight_downloads': it counts only the bytes still to fetch, so
         # a re-run after the models landed is not refused for the space they now take.

@@ -67,6 +67,7 @@ class StatusReport(NodeReport):
     health: Health
     memory: Optional[MemorySample] = None
     first_image: Optional[dict[str, Any]] = None  # the last smoke result (up's first image)
+    node_warnings: list[str] = []  # the node's settings that can cost the rental (advice.py)
 
 
 def status(config_path: str, *, accept_new_host_key: bool = False,
@@ -75,6 +76,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
 
     A fleet passes ``config`` (``config_path`` then names the node) and its ``connection``."""
     from ..install.steps.service import parse_status, parse_uptime
+    from ..node.advice import node_warnings
     from ..node.facts import gather
     from ..node.layout import node_paths
     from ..node.memory import memory_script, parse_memory
@@ -110,6 +112,7 @@ def status(config_path: str, *, accept_new_host_key: bool = False,
             health=check_health(node, health),
             memory=memory,
             first_image=_json_or_empty(found.get("smoke", "")) or None,
+            node_warnings=node_warnings(facts),
         )
 
 

@@ -71,7 +71,8 @@ def show_plan(console: Console, report) -> None:
     else:
         console.print(Text.assemble(disk_line + " -> ",
                                     (f"SHORT by {format_bytes(plan.disk_shortfall_bytes)}", "bold red")))
-    for warning in list(plan.warnings) + list(getattr(report, "compatibility", [])):
+    for warning in (list(plan.warnings) + list(getattr(report, "compatibility", []))
+                    + list(getattr(report, "node_warnings", []))):
         console.print(Text.assemble(("warning:", "yellow"), f" {warning}"))
     console.print()
     steps = Table(title="Steps `provision up` would run", title_justify="left")
@@ -271,6 +272,8 @@ def show_status(console: Console, report) -> None:
         style = VERDICT_STYLE.get(report.memory.pressure, "")
         add_row(table, "memory", Text.assemble("pressure ", (report.memory.pressure, style), ", swap used "
                                                f"{format_bytes(report.memory.swap_used_bytes)}"))
+    for warning in getattr(report, "node_warnings", []):
+        add_row(table, "warning", styled(warning, "yellow"))
     console.print(table)
 
 

@@ -97,6 +97,10 @@ class SizingError(ProvisionError):
     exit_status = ExitStatus.FAILED
 
 
+class NodeUnsuitable(ProvisionError):
+    """The node lacks what `up` needs and cannot get over SSH (exit 1): refused up front."""
+
+
 class StepFailed(ProvisionError):
     """A playbook step failed on the node; re-running ``up`` resumes from it."""
 

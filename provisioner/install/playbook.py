@@ -24,8 +24,9 @@ from ..core.errors import ConfigError
 from ..core.rendering import environment
 from ..core.resources import data_file
 from ..node.facts import NodeFacts
-from ..node.layout import choose_python, node_paths
+from ..node.layout import node_paths
 from .steps import STEP_KINDS, Step
+from .toolchain import choose_git, choose_python
 
 BUILTIN = "comfyui-flux.yaml"
 _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
@@ -93,7 +94,8 @@ def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
         "model_names": {item.role: item.name for item in plan.files},
         "service_label": SERVICE_LABEL,
         "hub_endpoint": (cfg.hf.endpoint or DEFAULT_HUB).rstrip("/"),
-        "python": choose_python(cfg, facts),
+        "python": choose_python(cfg, facts, pip_options(cfg)),
+        "git": choose_git(facts),
         "pip_options": pip_options(cfg),
         "device": device_for(facts),
         "comfyui_args": comfyui_args(cfg, paths, device_for(facts)),
@@ -234,7 +236,7 @@ def _render_value(env, context: dict[str, Any], value: Any, where: str, key: str
             return _template(env, value).render(**context)
         except jinja2.TemplateError as error:
             raise ConfigError(f"{where}: {key}: {error.message or error}",
-                              "playbook variables: cfg, facts, plan, paths, python, pip_options, "
+                              "playbook variables: cfg, facts, plan, paths, python, git, pip_options, "
                               "device (and item in for_each)") from None
     if isinstance(value, list):
         return [_render_value(env, context, item, where, key, native=False) for item in value]

@@ -14,10 +14,11 @@ from typing import Any, Optional
 
 from ..core.config import NodeConfig
 from ..node.facts import NodeFacts
-from ..node.layout import NodePaths, choose_python
+from ..node.layout import NodePaths
 from .engine import StepResult
 from .sizing import ModelPlan
 from .steps.wait_http import WaitHttpStep
+from .toolchain import choose_python
 
 
 def installed_state(cfg: NodeConfig, facts: NodeFacts, model_plan: ModelPlan, paths: NodePaths,

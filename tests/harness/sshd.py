@@ -37,6 +37,13 @@ read it, ``launchd_env_set()`` changes what jobs get from the "Background sessio
 (fake_macos/README.md, "launchctl"). ``GIT_CONFIG_SYSTEM`` points at a harness gitconfig with
 ``safe.directory=*`` so the node user can clone test repos owned by root (FACTS.md).
 
+PROVIDER PROFILES (EMULATION): ``start_node(profile="homebrew" | "homebrew-3.13" | "aws" |
+"scaleway" | "scaleway-no-python" | "bare")`` makes a macOS node look like what a provider
+hands out (fake_macos/profiles.py): its sshd runs in a private mount namespace where /opt
+(Homebrew, MacPorts) and /usr/bin (python3 and git stubs, no Debian python) are the profile's.
+``profiles_supported()`` says why a machine cannot (then ``start_node`` raises
+``ProfileUnavailable``); ``SshNode.stub_calls()`` reads what the stubs, brew and port were asked.
+
 Counting round trips: sshd logs at ``LogLevel DEBUG1`` to ``sshd_log``; ``connection_counts()``
 counts its lines (see ``LOG_PATTERNS``), independently of the tool under test.
 """
@@ -64,6 +71,7 @@ from typing import Any, Literal, Optional
 from urllib.parse import quote
 
 from . import fake_macos
+from .fake_macos import profiles as fake_profiles
 
 SSHD = Path(os.environ.get("PROVISION_HARNESS_SSHD", "/usr/sbin/sshd"))
 SSH = "ssh"
@@ -103,6 +111,15 @@ _PORTS_HANDED_OUT: set[int] = set()
 
 class HarnessError(RuntimeError):
     """The test harness itself could not do its job (not a failure of the tool)."""
+
+
+class ProfileUnavailable(HarnessError):
+    """Provider profiles cannot run on this machine (the reason is the message): skip."""
+
+
+def profiles_supported() -> Optional[str]:
+    """None when ``start_node(profile=...)`` can work here, else the reason (checked once)."""
+    return fake_profiles.supported()
 
 
 def _debug(message: str) -> None:
@@ -378,8 +395,10 @@ class SshNode:
         fake_macos_inputs: dict[str, Any],
         shell: str,
         sshd_options: dict[str, str],
+        profile: Optional[str] = None,
     ) -> None:
         self.name = name
+        self.profile = profile  # a fake_macos/profiles.py name, or None (the plain emulated Mac)
         self.host = HOST
         self.platform = platform
         self.base_dir = base_dir
@@ -416,7 +435,8 @@ class SshNode:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<SshNode {self.name} {self.platform} {self.user}@{self.host}:{self.port} {state}>"
+        kind = self.platform if self.profile is None else f"{self.platform}:{self.profile}"
+        return f"<SshNode {self.name} {kind} {self.user}@{self.host}:{self.port} {state}>"
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -449,10 +469,17 @@ class SshNode:
             self._fake_inputs.setdefault("boot_time", time.time() - 3600)
             # launchd gives a job the passwd HOME; without root that is not the node's home.
             launchd_env = {} if self.root_mode else {"HOME": str(self.home)}
+            dest = self.node_dir / "fake_macos"
+            python = fake_profiles.interpreter(dest) if self.profile else None
             self.shim_dir, self.homebrew_bin = fake_macos.install(
-                self.node_dir / "fake_macos", self._fake_inputs,
-                owner=(self.uid, self.gid) if self.root_mode else None, launchd_env=launchd_env,
+                dest, self._fake_inputs, owner=(self.uid, self.gid) if self.root_mode else None,
+                launchd_env=launchd_env, python=python,
             )
+            if self.profile is not None:
+                profile = fake_profiles.get(self.profile)
+                fake_profiles.build(dest, profile, (self.uid, self.gid))
+                self.python = str(python)  # the real 3.11 inside the node, off PATH
+                self.homebrew_bin = Path("/opt/homebrew/bin") if profile.homebrew else None
             self.fake_macos_values = self.node_dir / "fake_macos" / "values.env"
             self.path = f"{self.shim_dir}:{NODE_PATH}"
         self.gitconfig.write_text("[safe]\n\tdirectory = *\n")
@@ -560,9 +587,13 @@ class SshNode:
 
     def _launch(self) -> bool:
         offset = self.sshd_log.stat().st_size if self.sshd_log.exists() else 0
+        argv = [str(SSHD), "-D", "-f", str(self.sshd_config), "-E", str(self.sshd_log)]
+        if self.profile is not None:  # sshd (exec'd, same pid) in the profile's mount namespace
+            argv = fake_profiles.sshd_command(
+                self.node_dir / "fake_macos", fake_profiles.get(self.profile), argv)
         with open(self.sshd_log, "ab") as log:
             self._proc = subprocess.Popen(
-                [str(SSHD), "-D", "-f", str(self.sshd_config), "-E", str(self.sshd_log)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -757,10 +788,21 @@ class SshNode:
         """``<node>/fake_macos/state``: launchd/<label>.json per loaded service, calls.jsonl."""
         return self.node_dir / "fake_macos" / "state"
 
-    def _fake_calls(self, tool: str) -> list[dict[str, Any]]:
+    def _fake_calls(self, tool: "str | tuple[str, ...]") -> list[dict[str, Any]]:
         if self.platform != "macos":
             raise HarnessError(f"node {self.name} is a {self.platform} node: it has no fake macOS")
         return fake_macos.read_calls(self.node_dir / "fake_macos", tool)
+
+    @property
+    def opt_dir(self) -> Optional[Path]:
+        """Host path of the folder a profiled node sees as /opt (None without a profile)."""
+        return None if self.profile is None else fake_profiles.root_dir(self.node_dir / "fake_macos") / "opt"
+
+    def stub_calls(self, tool: Optional[str] = None) -> list[dict[str, Any]]:
+        """Every call of the stubs and tools that log one, oldest first: ``clt-stub``,
+        ``python-stub``, ``brew``, ``port``, ``fdesetup``, ``pmset`` (``tool`` keeps one):
+        ``{tool, argv (after the program), path (as run), time, exit, pid, uid, ...}``."""
+        return self._fake_calls(tool or ("clt-stub", "python-stub", "brew", "port", "fdesetup", "pmset"))
 
     def launchctl_calls(self) -> list[dict[str, Any]]:
         """Every ``launchctl`` call on the node, oldest first: ``{tool, argv (after the
@@ -877,21 +919,32 @@ def start_node(
     fake_macos_values: Optional[dict[str, Any]] = None,
     shell: str = "/bin/bash",
     sshd_options: Optional[dict[str, str]] = None,
+    profile: Optional[str] = None,
 ) -> SshNode:
     """Create and start one node under ``base_dir``; see the module docstring.
 
     ``memory_gb``, ``chip`` and ``macos_version`` (plus any ``fake_macos.INPUTS`` in
     ``fake_macos_values``) only matter for a macOS node: a Linux node reports the real
-    machine. ``sshd_options`` overrides or adds sshd_config keywords.
+    machine. ``sshd_options`` overrides or adds sshd_config keywords. ``profile`` (macOS
+    only) names a provider profile (fake_macos/profiles.py; ValueError for an unknown one,
+    ProfileUnavailable when ``profiles_supported()`` gives a reason).
     """
     require_sshd()
     if platform not in ("macos", "linux"):
         raise ValueError("platform must be 'macos' or 'linux'")
+    profile_values: dict[str, Any] = {}
+    if profile is not None:
+        if platform != "macos":
+            raise ValueError("a provider profile needs platform='macos'")
+        profile_values = fake_profiles.fake_values(fake_profiles.get(profile))
+        reason = profiles_supported()
+        if reason is not None:
+            raise ProfileUnavailable(reason)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"node name {name!r}: use letters, digits, '.', '_' and '-'")
     base_dir = Path(base_dir).resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
-    inputs = {"memory_gb": memory_gb, "chip": chip, "macos_version": macos_version}
+    inputs = {"memory_gb": memory_gb, "chip": chip, "macos_version": macos_version, **profile_values}
     inputs.update(fake_macos_values or {})
     if platform == "macos":
         fake_macos.compute(inputs)  # fail on unknown keys before creating a user
@@ -902,6 +955,7 @@ def start_node(
         fake_macos_inputs=inputs,
         shell=shell,
         sshd_options=sshd_options or {},
+        profile=profile,
     )
     try:
         node._create()

@@ -20,7 +20,8 @@ def assumed_facts(memory_bytes: int, platform: str = "macos") -> NodeFacts:
             disk_free_bytes=_FREE_DISK, disk_path="/Users/admin",
             home="/Users/admin", user="admin", uid=501,
             pythons=(PythonInterpreter(path="/opt/homebrew/bin/python3.12", version="3.12.11"),),
-            homebrew="/opt/homebrew/bin/brew", xcode_clt=True, assumed=True,
+            homebrew="/opt/homebrew/bin/brew", git="/usr/bin/git", xcode_clt=True,
+            filevault=False, sleep_minutes=0, assumed=True,
         )
     if platform == "linux":
         return NodeFacts(
@@ -29,6 +30,6 @@ def assumed_facts(memory_bytes: int, platform: str = "macos") -> NodeFacts:
             disk_free_bytes=_FREE_DISK, disk_path="/home/debian",
             home="/home/debian", user="debian", uid=1000,
             pythons=(PythonInterpreter(path="/usr/bin/python3.11", version="3.11.2"),),
-            assumed=True,
+            git="/usr/bin/git", assumed=True,
         )
     raise ValueError(f"unknown platform {platform!r} (expected macos, linux or auto)")

@@ -122,13 +122,25 @@ def parse_python_versions(text: str) -> tuple[PythonInterpreter, ...]:
     return tuple(found)
 
 
-def parse_brew_path(text: str) -> Optional[str]:
-    """Parse where ``brew`` is; empty output means Homebrew is absent."""
+def parse_brew_path(text: str, section: str = "brew") -> Optional[str]:
+    """Parse where ``brew`` (or MacPorts' ``port``) is; empty output means it is absent."""
     path = text.strip()
     if not path:
         return None
     if not path.startswith("/") or "\n" in path:
-        raise FactParseError("brew", text, "expected one absolute path")
+        raise FactParseError(section, text, "expected one absolute path")
+    return path
+
+
+def parse_git(text: str) -> Optional[str]:
+    """Parse the git section: ``path<TAB>git version ...`` of the first git that works, or
+    nothing when there is none."""
+    line = text.strip()
+    if not line:
+        return None
+    path, _, version = line.partition("\t")
+    if not path.startswith("/") or "\n" in line or not version.startswith("git version"):
+        raise FactParseError("git", text, "expected '<path><TAB>git version X'")
     return path
 
 

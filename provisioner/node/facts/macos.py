@@ -21,6 +21,10 @@ _FREE_PERCENTAGE = re.compile(r"^System-wide memory free percentage: (\d+)%$")
 _BOOTTIME = re.compile(r"^(?:kern\.boottime:\s*)?\{\s*sec\s*=\s*(\d+),\s*usec\s*=\s*(\d+)\s*\}(?:\s.*)?$")
 
 
+# pmset -g: " sleep                1 (sleep prevented by caffeinate)"; not "displaysleep".
+_PMSET_SLEEP = re.compile(r"^\s*sleep\s+(\d+)\b")
+
+
 class VmStat(NamedTuple):
     page_size: int
     counts: dict[str, int]  # label -> value: "Pages free" -> pages, "Swapins" -> count
@@ -86,6 +90,30 @@ def parse_boottime(text: str) -> Optional[int]:
     if match is None or int(match.group(1)) == 0:
         raise FactParseError("boottime", text, "expected '{ sec = N, usec = N } <date>'")
     return int(match.group(1))
+
+
+def parse_fdesetup(text: str) -> Optional[bool]:
+    """Parse ``fdesetup status``: True when the disk is (or is being) encrypted with FileVault,
+    False when it is off, None when it could not be read."""
+    first = text.strip().split("\n", 1)[0].strip()
+    if not first:
+        return None
+    if first.startswith("FileVault is On") or first.startswith(("Encryption in progress",
+                                                               "Decryption in progress")):
+        return True  # while it decrypts, a reboot still stops at the unlock screen
+    if first.startswith("FileVault is Off"):
+        return False
+    raise FactParseError("filevault", text, "expected 'FileVault is On.' or 'FileVault is Off.'")
+
+
+def parse_pmset_sleep(text: str) -> Optional[int]:
+    """Parse the ``sleep`` line of ``pmset -g`` (minutes of idle before the Mac sleeps, 0 =
+    never); None when pmset printed nothing or no such line."""
+    for line in text.split("\n"):
+        match = _PMSET_SLEEP.match(line)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def parse_vm_stat(text: str) -> VmStat:

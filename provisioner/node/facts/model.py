@@ -50,7 +50,12 @@ class NodeFacts(_Model):
     uid: int
     pythons: tuple[PythonInterpreter, ...] = ()
     homebrew: Optional[str] = None  # path to brew, if present
+    macports: Optional[str] = None  # path to MacPorts' port, if present
+    git: Optional[str] = None  # the first git that works (never macOS's stub without the CLT)
+    # Command Line Tools or Xcode: macOS's /usr/bin/git and python3 work only with them.
     xcode_clt: bool = False
+    filevault: Optional[bool] = None  # macOS fdesetup; None when not read (Linux, old facts)
+    sleep_minutes: Optional[int] = None  # macOS pmset -g "sleep": idle minutes, 0 = never
     # When the node last booted, in epoch seconds of the node's own clock (macOS
     # kern.boottime, Linux /proc/stat btime); None when it could not be read.
     booted_at: Optional[int] = None

@@ -61,6 +61,8 @@ def parse_facts(raw: str) -> NodeFacts:
         uid=identity.uid,
         pythons=common.parse_python_versions(sections.get("pythons", "")),
         homebrew=common.parse_brew_path(sections.get("brew", "")),
+        macports=common.parse_brew_path(sections.get("macports", ""), "macports"),
+        git=common.parse_git(sections.get("git", "")),
         **specific,
     )
 
@@ -77,6 +79,8 @@ def _macos_facts(sections: dict[str, str], required: Callable[[str], str]) -> di
         "gpu_wired_limit_mb": macos.parse_wired_limit(sections.get("wired_limit", "")),
         "xcode_clt": macos.parse_xcode_select(sections.get("xcode_clt", "")),
         "booted_at": macos.parse_boottime(sections.get("boottime", "")),
+        "filevault": macos.parse_fdesetup(sections.get("filevault", "")),
+        "sleep_minutes": macos.parse_pmset_sleep(sections.get("pmset", "")),
     }
 
 

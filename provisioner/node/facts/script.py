@@ -62,6 +62,10 @@ if [ "$kernel" = Darwin ]; then
   clt=$(xcode-select -p 2>/dev/null) && printf '%s\n' "$clt"
   section boottime
   sysctl -n kern.boottime 2>/dev/null
+  section filevault
+  fdesetup status 2>/dev/null
+  section pmset
+  pmset -g 2>/dev/null
 else
   section os_release
   cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null
@@ -106,12 +110,25 @@ df -Pk "$probe" 2>/dev/null
 section pythons
 # Every PATH directory, not just the first hit: a pyenv shim or macOS's /usr/bin/python3
 # (3.9) often shadows a usable interpreter further along. PATH already ends with Homebrew's.
+# On a Mac also where interpreters live off PATH: Homebrew's versioned formulae, MacPorts,
+# python.org's framework, pyenv, uv (its bin folder, its managed builds, and the work
+# folder's tools/bin, where `up` asks uv to put one).
+dirs=$PATH
+if [ "$kernel" = Darwin ]; then
+  for dir in /opt/homebrew/opt/python@3.1[0-9]/bin /usr/local/opt/python@3.1[0-9]/bin \
+      /opt/local/bin /Library/Frameworks/Python.framework/Versions/3.1[0-9]/bin \
+      "$HOME"/.pyenv/versions/3.1[0-9]*/bin "$HOME"/.local/bin \
+      "$HOME"/.local/share/uv/python/cpython-3.1[0-9]*/bin "$workdir"/tools/bin; do
+    case $dir in *:*) continue ;; esac
+    [ -d "$dir" ] && dirs=$dirs:$dir
+  done
+fi
 seen=
 for name in python3.14 python3.13 python3.12 python3.11 python3.10 python3; do
   saved_ifs=$IFS
   IFS=:
   set -f
-  for dir in $PATH; do
+  for dir in $dirs; do
     IFS=$saved_ifs
     set +f
     case $dir in /*) ;; *) continue ;; esac
@@ -140,6 +157,34 @@ for fallback in /opt/homebrew/bin/brew /usr/local/bin/brew; do
   if [ -z "$brew" ] && [ -x "$fallback" ]; then brew=$fallback; fi
 done
 if [ -n "$brew" ]; then printf '%s\n' "$brew"; fi
+
+section macports
+port=$(command -v port 2>/dev/null)
+case $port in /*) ;; *) port= ;; esac
+if [ -z "$port" ] && [ -x /opt/local/bin/port ]; then port=/opt/local/bin/port; fi
+if [ -n "$port" ]; then printf '%s\n' "$port"; fi
+
+section git
+# The first git that works, on PATH or where Homebrew and MacPorts put it. Without the
+# developer tools macOS's /usr/bin/git is a stub that asks to install them: never run it.
+saved_ifs=$IFS
+IFS=:
+set -f
+for dir in $PATH /opt/homebrew/bin /usr/local/bin /opt/local/bin; do
+  IFS=$saved_ifs
+  set +f
+  case $dir in /*) ;; *) continue ;; esac
+  candidate=${dir%/}/git
+  [ -f "$candidate" ] && [ -x "$candidate" ] || continue
+  if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$candidate" = /usr/bin/git ]; then
+    continue
+  fi
+  version=$("$candidate" --version 2>/dev/null </dev/null) || continue
+  printf '%s\t%s\n' "$candidate" "$version"
+  break
+done
+IFS=$saved_ifs
+set +f
 
 section identity
 uid=$(id -u 2>/dev/null)

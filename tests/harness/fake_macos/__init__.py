@@ -8,10 +8,14 @@ module computes the values those shims print and writes them to a per-node ``val
 memory, pressure or swap while a node runs.
 
 ``launchctl`` and ``caffeinate`` (Python, /usr/bin/python3) emulate launchd's ``user/<uid>``
-domain and caffeinate's process behaviour; ``df`` prints a configured free space
-(``disk_free_kb``) or runs the real /bin/df. They keep state in ``<fake_macos>/state/``
-(owned by the node user: ``launchd/<label>.json`` per loaded service, ``calls.jsonl``, ``T/``)
-and read ``<fake_macos>/launchd.env`` (what a macOS Background session gives a job).
+domain and caffeinate's process behaviour; ``fdesetup`` and ``pmset`` print FileVault's state
+and the power settings; ``df`` prints a configured free space (``disk_free_kb``) or runs the
+real /bin/df. They keep state in ``<fake_macos>/state/`` (owned by the node user:
+``launchd/<label>.json`` per loaded service, ``calls.jsonl``, ``T/``) and read
+``<fake_macos>/launchd.env`` (what a macOS Background session gives a job).
+
+Provider profiles (what real providers install: Homebrew, MacPorts, the Command Line Tools)
+are built by ``profiles.py`` beside this file.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ from typing import Any
 
 SHIM_DIR = Path(__file__).resolve().parent / "bin"
 SHIMS = ("sysctl", "sw_vers", "uname", "vm_stat", "memory_pressure", "xcode-select",
-         "launchctl", "caffeinate", "df")
+         "launchctl", "caffeinate", "df", "fdesetup", "pmset")
+# The shims written in Python: their "#!/usr/bin/python3 -I" is rewritten by install(python=...)
+# for a profiled node, whose /usr/bin/python3 is a stub.
+PYTHON_SHIMS = ("launchctl", "caffeinate", "fdesetup", "pmset", "brew")
 # brew is not on PATH in a non-interactive SSH session on a real Mac (FACTS.md): its stand-in
 # is installed off PATH, in <node>/fake_macos/homebrew/bin/brew.
 HOMEBREW_SHIM = "brew"
@@ -101,7 +108,19 @@ INPUTS = (
     # sysctl kern.boottime: when the emulated Mac booted (epoch seconds, may be fractional);
     # SshNode sets it when the node starts and moves it to now on SshNode.reboot().
     "boot_time",
+    # fdesetup status: "FileVault is On." when true (default false: "FileVault is Off.").
+    "filevault",
+    # pmset -g: the "sleep" line, minutes of idle before the Mac sleeps (default 0 = never).
+    "sleep_minutes",
+    # launchctl: true arms a one-shot switch: the next `bootstrap` fails with
+    # "Bootstrap failed: 5: Input/output error" (exit 5), then the switch is off again. It is
+    # kept as a file in the state folder (state/launchd/bootstrap_eio_once), not in values.env,
+    # and is not remembered as an input: setting it true again arms it again; false disarms.
+    "launchd_bootstrap_eio_once",
 )
+# Inputs that act once when written (see write_values) rather than being remembered.
+ONE_SHOT_INPUTS = ("launchd_bootstrap_eio_once",)
+EIO_ONCE_FILE = Path("state") / "launchd" / "bootstrap_eio_once"
 # kern.boottime of a values.env written without boot_time (2024-12-07 05:40:00 UTC).
 DEFAULT_BOOT_TIME = 1733550000.123456
 # What a job bootstrapped into user/<uid> gets from the macOS Background session, beyond its
@@ -237,7 +256,11 @@ def compute(inputs: dict[str, Any]) -> dict[str, str]:
         "LAUNCHD_EXIT_TIMEOUT_SECONDS": float(get("launchd_exit_timeout_seconds", 2)),
         "LAUNCHD_BOOTOUT_LINGER_SECONDS": float(get("launchd_bootout_linger_seconds", 0)),
         "KERN_BOOTTIME": kern_boottime(float(get("boot_time") or DEFAULT_BOOT_TIME)),
+        "FILEVAULT": "On" if get("filevault") else "Off",
+        "PMSET_SLEEP": int(get("sleep_minutes") or 0),
     }
+    if int(values["PMSET_SLEEP"]) < 0:
+        raise ValueError("sleep_minutes must be >= 0 (0 = never)")
     if get("disk_free_kb") is not None:
         free_kb = int(get("disk_free_kb"))
         total_kb = int(get("disk_total_kb") or free_kb + 200 * 1024 * 1024)
@@ -253,8 +276,23 @@ def compute(inputs: dict[str, Any]) -> dict[str, str]:
 
 
 def write_values(path: Path, inputs: dict[str, Any]) -> dict[str, str]:
-    """Write values.env for ``inputs`` atomically (shims never read half a file); return it."""
+    """Write values.env for ``inputs`` atomically (shims never read half a file); return it.
+
+    One-shot inputs (``ONE_SHOT_INPUTS``) act here and are REMOVED from ``inputs`` (the dict
+    is changed in place, so SshNode.fake_macos_set does not remember them):
+    ``launchd_bootstrap_eio_once`` true creates ``state/launchd/bootstrap_eio_once`` (the
+    launchctl shim deletes it when it fails a bootstrap), false deletes it.
+    """
     values = compute(inputs)
+    for key in ONE_SHOT_INPUTS:
+        if key in inputs:
+            arm = path.parent / EIO_ONCE_FILE
+            if inputs.pop(key):
+                arm.parent.mkdir(parents=True, exist_ok=True)
+                arm.write_text("armed by the test harness: the next bootstrap fails with error 5\n")
+                os.chmod(arm, 0o644)
+            else:
+                arm.unlink(missing_ok=True)
     text = "# fake_macos values (EMULATION); written by tests/harness/fake_macos\n" + "".join(
         f"{key}={shlex.quote(value)}\n" for key, value in values.items()
     )
@@ -290,13 +328,16 @@ def read_launchd_env(path: Path) -> dict[str, str]:
     return env
 
 
-def read_calls(dest: Path, tool: str | None = None) -> list[dict[str, Any]]:
-    """Return the calls the launchctl/caffeinate shims logged under ``dest`` (oldest first)."""
+def read_calls(dest: Path, tool: str | tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Return the calls the shims and stubs logged under ``dest`` (oldest first): launchctl,
+    caffeinate, brew, fdesetup, pmset, and in profiles port, clt-stub, python-stub. ``tool``
+    keeps only that tool (or those tools)."""
     path = dest / "state" / "calls.jsonl"
     if not path.exists():
         return []
     calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [call for call in calls if tool is None or call.get("tool") == tool]
+    tools = (tool,) if isinstance(tool, str) else tool
+    return [call for call in calls if tools is None or call.get("tool") in tools]
 
 
 def install(
@@ -305,27 +346,43 @@ def install(
     *,
     owner: tuple[int, int] | None = None,
     launchd_env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> tuple[Path, Path]:
     """Copy the shims into ``dest``/bin (+ homebrew/bin/brew), write values.env and
     launchd.env, create ``dest/state`` (chowned to ``owner`` = (uid, gid): the node user
-    writes the launchctl state and the calls log there); return the two bin dirs."""
+    writes the launchctl state and the calls log there); return the two bin dirs.
+
+    ``python``: the interpreter the Python shims run on instead of /usr/bin/python3 (a
+    profiled node, whose /usr/bin/python3 is a stub; see profiles.py)."""
     bin_dir = dest / "bin"
     brew_dir = dest / "homebrew" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     brew_dir.mkdir(parents=True, exist_ok=True)
     for name in SHIMS:
-        shutil.copy2(SHIM_DIR / name, bin_dir / name)
-        os.chmod(bin_dir / name, 0o755)
-    shutil.copy2(SHIM_DIR / HOMEBREW_SHIM, brew_dir / HOMEBREW_SHIM)
-    os.chmod(brew_dir / HOMEBREW_SHIM, 0o755)
+        install_script(SHIM_DIR / name, bin_dir / name, python=python)
+    install_script(SHIM_DIR / HOMEBREW_SHIM, brew_dir / HOMEBREW_SHIM, python=python)
     for folder in (dest, bin_dir, brew_dir.parent, brew_dir):
         os.chmod(folder, 0o755)
-    write_values(dest / "values.env", inputs)
-    write_launchd_env(dest / "launchd.env", {**LAUNCHD_ENV_DEFAULT, **(launchd_env or {})})
     state = dest / "state"
     for folder in (state, state / "launchd"):
         folder.mkdir(mode=0o755, exist_ok=True)
         os.chmod(folder, 0o755)
         if owner is not None:
             os.chown(folder, *owner)
+    write_values(dest / "values.env", inputs)
+    write_launchd_env(dest / "launchd.env", {**LAUNCHD_ENV_DEFAULT, **(launchd_env or {})})
     return bin_dir, brew_dir
+
+
+def install_script(
+    source: Path, target: Path, *, python: str | None = None, tokens: dict[str, str] | None = None
+) -> None:
+    """Copy one shim/stub (mode 0755). ``python`` replaces a ``#!/usr/bin/python3 -I`` first
+    line's interpreter; ``tokens`` replace ``@NAME@`` placeholders (profiles.py)."""
+    text = source.read_text(encoding="utf-8")
+    if python is not None and text.startswith("#!/usr/bin/python3 "):
+        text = f"#!{python} " + text[len("#!/usr/bin/python3 "):]
+    for name, value in (tokens or {}).items():
+        text = text.replace(f"@{name}@", value)
+    target.write_text(text, encoding="utf-8")
+    os.chmod(target, 0o755)

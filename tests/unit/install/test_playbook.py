@@ -27,11 +27,14 @@ def steps_for(cfg: NodeConfig, memory_gb: int = 64, **context):
 def test_builtin_playbook_renders_in_order():
     steps = steps_for(NodeConfig(host="h"))
     names = [step.name for step in steps]
-    assert names[:10] == ["workdir", "python", "models", "venv", "constraints", "torch", "comfyui",
-                          "comfyui-requirements", "gguf-node", "gguf-requirements"]
+    assert names[:11] == ["workdir", "python", "models", "git", "venv", "constraints", "torch",
+                          "comfyui", "comfyui-requirements", "gguf-node", "gguf-requirements"]
     assert names[-4:] == ["models-ready", "launch", "health", "smoke"]
     kinds = {step.name: step.kind for step in steps}
     assert kinds["comfyui"] == "git" and kinds["torch"] == "pip" and kinds["venv"] == "venv"
+    # The checkouts use the git the facts found (the assumed Mac's is /usr/bin/git).
+    by_kind_git = [step for step in steps if step.kind == "git"]
+    assert by_kind_git and all(step.git == "/usr/bin/git" for step in by_kind_git)
     # The download starts once a Python exists, in the background; models-ready waits for it.
     by_name = {step.name: step for step in steps}
     assert by_name["models"].background and by_name["models"].python == by_name["python"].creates

@@ -18,6 +18,7 @@ PARSERS = {
     "python_version": common.parse_python_version,
     "python_versions": common.parse_python_versions,
     "brew_path": common.parse_brew_path,
+    "git": common.parse_git,
     "identity": common.parse_identity,
 }
 
@@ -51,6 +52,8 @@ def test_parser_reads_fixture(fact, raw, expected):
     (common.parse_python_versions, "/usr/bin/python3\t/usr/bin/python3\t0\tsegfault\n",
      "pythons"),
     (common.parse_brew_path, "brew not found\n", "brew"),
+    (common.parse_git, "/usr/bin/git\n", "git"),
+    (common.parse_git, "git\tgit version 2.39.5\n", "git"),
     (common.parse_identity, "501\nadmin\n", "identity"),
     (common.parse_identity, "admin\n501\n/Users/admin\n", "identity"),
     (common.parse_identity, "501\nadmin\nUsers/admin\n", "identity"),

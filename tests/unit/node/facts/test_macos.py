@@ -20,6 +20,8 @@ PARSERS = {
     "pressure_level": macos.parse_pressure_level,
     "memory_pressure": macos.parse_memory_pressure,
     "boottime": macos.parse_boottime,
+    "fdesetup": macos.parse_fdesetup,
+    "pmset_sleep": macos.parse_pmset_sleep,
 }
 
 
@@ -60,6 +62,7 @@ def test_memsize_reads_the_style_guide_example():
     (macos.parse_boottime, "sysctl: unknown oid 'kern.boottime'\n", "boottime"),
     (macos.parse_boottime, "1733550000\n", "boottime"),
     (macos.parse_boottime, "{ sec = 0, usec = 0 } Thu Jan  1 00:00:00 1970\n", "boottime"),
+    (macos.parse_fdesetup, "fdesetup: command not understood\n", "filevault"),
 ])
 def test_parser_rejects_what_it_cannot_read(parser, raw, fact):
     with pytest.raises(FactParseError) as caught:
