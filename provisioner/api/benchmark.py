@@ -28,13 +28,15 @@ def bench(config_path: str, *, options: Optional["BenchOptions"] = None,
     from ..bench.report import BenchOptions
     from ..bench.run import record_bench, run_bench
     from ..core.errors import BenchFailed
+    from .service import service_down_reason
 
     if plot_path:
         require_matplotlib()  # refuse now, not after a long bench
     cfg = config or load_node(config_path)
     try:
         with open_node(cfg, accept_new_host_key=accept_new_host_key, reuse=connection) as node:
-            report = run_bench(node, cfg, options or BenchOptions(), on_event)
+            report = run_bench(node, cfg, options or BenchOptions(), on_event,
+                               why_down=lambda facts: service_down_reason(node, cfg, facts)[1])
     except BenchFailed as error:
         if error.report is not None:
             error.report = record_bench(error.report, plot_path=plot_path, history=history)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 from pydantic import BaseModel, ConfigDict
 
 from ..core.config import NodeConfig, load_node
-from ..core.errors import ConfigError, ProvisionError
+from ..core.errors import ConfigError, ProvisionError, ServiceDown
 from ..core.report import NodeReport
 from ..install.engine import EventSink, run_steps
 from ..install.record import health_as_installed, installed_port, rebooted_since_up, up_time
@@ -255,15 +255,35 @@ def restart(config_path: str, *, accept_new_host_key: bool = False,
 def tunnel(config_path: str, *, hold: Callable[["Tunnel"], None],
            on_event: Callable[[str], None] = lambda message: None,
            accept_new_host_key: bool = False) -> None:
-    """Open the tunnel to a node where ComfyUI already runs and hold it."""
+    """Open the tunnel to a node where ComfyUI already runs and hold it; refuse, saying why,
+    when it does not run (after a reboot launchd has not loaded it again)."""
     from ..node.facts import gather
-    from ..node.layout import node_paths
-    from ..node.state import read_state
 
     cfg = load_node(config_path)
     with open_node(cfg, accept_new_host_key=accept_new_host_key) as node:
-        paths = node_paths(cfg, gather(node, cfg.workdir))
-        state = read_state(node, paths.state_file)
+        state, why = service_down_reason(node, cfg, gather(node, cfg.workdir))
+        if why is not None:
+            raise ServiceDown(f"{cfg.name}: ComfyUI is not running on the node: {why}",
+                              "then run `provision tunnel NODE.yaml` again")
         with open_tunnel(cfg, node, on_event, accept_new_host_key,
                          remote_port=installed_port(state, cfg)) as opened:
             hold(opened)
+
+
+def service_down_reason(node, cfg: NodeConfig, facts) -> tuple[dict, Optional[str]]:
+    """Read state.json and the service in one round trip; return the state and, when ComfyUI
+    is not running, why and what brings it back (None while it runs)."""
+    from ..install.steps.service import parse_status
+    from ..node.layout import node_paths
+    from ..node.shell import sections
+
+    paths = node_paths(cfg, facts)
+    launch = node_steps(cfg, facts)["launch"]
+    found = sections(node.run("/bin/sh -s", check=False,
+                              stdin=installed_and_running_script(paths, launch) + "\n").stdout)
+    state = _json_or_empty(found.get("state", ""))
+    service = parse_status(found.get("service", ""))
+    if service["running"]:
+        return state, None
+    _, why = why_not_running(facts.platform, state, facts.booted_at, uid=facts.uid, **service)
+    return state, why or "`provision up` has not run here: run `provision up NODE.yaml`"

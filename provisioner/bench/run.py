@@ -82,8 +82,11 @@ BenchSink = Callable[[BenchEvent], None]
 
 
 def run_bench(node, cfg: NodeConfig, options: BenchOptions,
-              on_event: BenchSink = lambda event: None) -> BenchReport:
-    """Benchmark Flux text-to-image on ``node`` (ComfyUI must be running: ``provision up``)."""
+              on_event: BenchSink = lambda event: None,
+              why_down: Callable[[Any], Optional[str]] = lambda facts: None) -> BenchReport:
+    """Benchmark Flux text-to-image on ``node`` (ComfyUI must be running: ``provision up``).
+
+    ``why_down(facts)`` says why ComfyUI does not run, when it does not answer."""
     from ..install.catalog import load_catalog
     from ..install.sizing import SizingOptions, choose_models
     from ..node.facts import gather
@@ -105,6 +108,10 @@ def run_bench(node, cfg: NodeConfig, options: BenchOptions,
     try:
         stats = client.system_stats()
     except ComfyUnavailable as error:
+        why = why_down(facts)
+        if why is not None:
+            raise BenchFailed(f"ComfyUI is not running on the node: {why}",
+                              "then run `provision bench NODE.yaml` again") from None
         raise BenchFailed(f"ComfyUI does not answer on the node's 127.0.0.1:{port} ({error})",
                           "start it with `provision up NODE.yaml` (or `provision restart NODE.yaml`)") from None
     try:

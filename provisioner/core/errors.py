@@ -101,6 +101,10 @@ class NodeUnsuitable(ProvisionError):
     """The node lacks what `up` needs and cannot get over SSH (exit 1): refused up front."""
 
 
+class ServiceDown(ProvisionError):
+    """ComfyUI is not running on the node (exit 1); the message says why and what restarts it."""
+
+
 class StepFailed(ProvisionError):
     """A playbook step failed on the node; re-running ``up`` resumes from it."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-import time
 from typing import Literal, Optional
 
 from pydantic import field_validator
@@ -24,6 +23,36 @@ from .base import Change, Step, StepContext
 from .wait_http import START_MARKER
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# macOS's default kern.maxfilesperproc: a limit every Mac accepts, 40x launchd's 256.
+OPEN_FILES = 10240
+# launchctl answers error 5 to a bootstrap while the label it booted out is still going away
+# (and for a plist it will not load): wait until `print` no longer knows the label, then try
+# again, a few times; any other error fails at once.
+_BOOTSTRAP = r"""
+target=$1; domain=$2; plist=$3
+gone() {
+  i=0
+  while launchctl print "$target" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt 100 ] && return 1
+    sleep 0.1
+  done
+}
+attempt=1
+while :; do
+  out=$(launchctl bootstrap "$domain" "$plist" 2>&1) && exit 0
+  status=$?
+  case $out in *"Bootstrap failed: 5:"*) ;; *) printf '%s
+' "$out" >&2; exit $status ;; esac
+  if [ $attempt -ge 5 ]; then
+    printf '%s (error 5 on %d tries, %s)
+' "$out" "$attempt"       "$(launchctl print "$target" >/dev/null 2>&1 && echo 'the label is still loaded' || echo 'the label is not loaded')" >&2
+    exit $status
+  fi
+  gone
+  sleep "0.$attempt"
+  attempt=$((attempt + 1))
+done
+"""
 
 
 class ServiceStep(Step):
@@ -37,6 +66,7 @@ class ServiceStep(Step):
     log: str
     run_dir: str  # pid files and the Linux supervisor script live here
     env: dict[str, str] = {}
+    open_files: int = OPEN_FILES  # the LaunchAgent's NumberOfFiles limits (soft and hard)
 
     @field_validator("env")
     @classmethod
@@ -143,7 +173,12 @@ def _fields(text: str) -> dict[str, str]:
 def stop_service(node, service: ServiceStep) -> None:
     """Stop the service and wait until it is gone; no-op when it is not running."""
     if service.platform == "macos":
-        node.run(f"launchctl bootout {q(service.target)}", check=False)
+        # bootout returns before launchd has let go of the label: wait (10 s at most) until
+        # `print` no longer knows it, so the bootstrap that follows is not refused with error 5.
+        target = q(service.target)
+        node.run(sh(f"launchctl bootout {target}; i=0; while launchctl print {target} "
+                    ">/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; true"),
+                 check=False)
     else:
         # The supervisor leads its own process group (setsid): one kill stops it and ComfyUI.
         node.run(sh(f"sup=$(cat {q(service.pid_file)} 2>/dev/null); "
@@ -159,16 +194,15 @@ def start_service(node, service: ServiceStep, loaded: bool = False) -> None:
         if loaded:
             node.run(f"launchctl kickstart -k {q(service.target)}")
             return
-        # A bootout finishes asynchronously on macOS: bootstrap may briefly answer 5.
-        for attempt in range(10):
-            try:
-                node.run(f"launchctl bootstrap {q('user/' + str(service.uid))} {q(service.unit_path)}")
-                return
-            except CommandFailed as error:
-                if attempt == 9:
-                    raise StepFailed(f"step launch: launchctl bootstrap failed: {error.result.tail(3)}",
-                                     "check the plist with: plutil -lint " + service.unit_path) from None
-                time.sleep(0.5)
+        try:
+            node.run(f"/bin/sh -c {q(_BOOTSTRAP)} provision-bootstrap {q(service.target)} "
+                     f"{q('user/' + str(service.uid))} {q(service.unit_path)}")
+        except CommandFailed as error:
+            raise StepFailed(
+                f"step launch: launchctl bootstrap failed: {error.result.tail(3)}",
+                f"check the plist with `plutil -lint {service.unit_path}`; it must be owned by "
+                "the node user and not group- or world-writable; then re-run up") from None
+        return
     node.run(sh(f"cd / && nohup setsid /bin/sh {q(service.unit_path)} </dev/null "
                 f">>{q(service.log)} 2>&1 &"))
 
