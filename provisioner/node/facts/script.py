@@ -134,11 +134,12 @@ for name in python3.14 python3.13 python3.12 python3.11 python3.10 python3; do
     case $dir in /*) ;; *) continue ;; esac
     candidate=${dir%/}/$name
     [ -f "$candidate" ] && [ -x "$candidate" ] || continue
-    # Without the Command Line Tools, running macOS's /usr/bin/python3 stub asks to install them.
-    if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$candidate" = /usr/bin/python3 ]; then
+    real=$(resolve "$candidate")
+    # Without the Command Line Tools, running macOS's /usr/bin/python3 stub asks to install
+    # them (by any name that leads there: /bin/python3 on a merged /usr).
+    if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$real" = /usr/bin/python3 ]; then
       continue
     fi
-    real=$(resolve "$candidate")
     case "$nl$seen" in *"$nl$real$nl"*) continue ;; esac
     seen=$seen$real$nl
     output=$("$candidate" --version 2>&1 </dev/null)
@@ -176,7 +177,7 @@ for dir in $PATH /opt/homebrew/bin /usr/local/bin /opt/local/bin; do
   case $dir in /*) ;; *) continue ;; esac
   candidate=${dir%/}/git
   [ -f "$candidate" ] && [ -x "$candidate" ] || continue
-  if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$candidate" = /usr/bin/git ]; then
+  if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$(resolve "$candidate")" = /usr/bin/git ]; then
     continue
   fi
   version=$("$candidate" --version 2>/dev/null </dev/null) || continue
