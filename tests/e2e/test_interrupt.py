@@ -60,7 +60,7 @@ sys.exit(1)
 POINTS = {
     "venv": r"^\S*/uv venv |^\S*python\S* -m venv ",
     "torch": r"^\S*/uv pip install .*torch==|^\S*python\S* -m pip install .*torch==",
-    "clone": r"^git clone .*/ComfyUI\.partial",
+    "clone": r"^\S*git (-c \S+ )*clone .*/ComfyUI\.partial",
     "launch": r"^\S*launchctl bootstrap |^\S*python\S* (-\S+ )*\S*/launchctl bootstrap ",
 }
 # launch and health on an emulated Mac (launchd's bootstrap is the launch; on Linux the

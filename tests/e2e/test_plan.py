@@ -34,7 +34,8 @@ def test_plan_sizes_each_fake_mac_from_its_own_facts(node_factory, laptop_home, 
     assert facts["disk_free_bytes"] > 0
     assert any(p["version"].startswith("3.11") for p in facts["pythons"])
     assert (plan["quality"], plan["verdict"]) == (quality, verdict)
-    assert [step["name"] for step in report["steps"]][:4] == ["workdir", "python", "models", "venv"]
+    assert [step["name"] for step in report["steps"]][:5] == ["workdir", "python", "models", "git",
+                                                               "venv"]
 
 
 def test_plan_on_a_linux_node(node_factory, laptop_home, tmp_path):

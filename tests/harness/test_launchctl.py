@@ -415,3 +415,130 @@ def test_linux_nodes_have_no_launchctl(node_factory):
     assert node.ssh("command -v launchctl caffeinate || echo none").stdout == "none\n"
     with pytest.raises(sshd.HarnessError):
         node.launchctl_calls()
+
+
+# --- resource limits, plist ownership, a transient bootstrap error -----------------------------
+
+EIO = "Bootstrap failed: 5: Input/output error\nTry re-running the command as root for richer errors.\n"
+
+
+def _with_keys(plist_text: str, extra: str) -> str:
+    """Add top-level keys to a plist made by _plist."""
+    assert plist_text.count("</dict>\n</plist>") == 1
+    return plist_text.replace("</dict>\n</plist>", f"  {extra}\n</dict>\n</plist>")
+
+
+def _nofile(soft: Optional[int] = None, hard: Optional[int] = None) -> str:
+    keys = ""
+    for key, value in (("SoftResourceLimits", soft), ("HardResourceLimits", hard)):
+        if value is not None:
+            keys += f"<key>{key}</key><dict><key>NumberOfFiles</key><integer>{value}</integer></dict>"
+    return keys
+
+
+def _open_files(pid: int) -> tuple[str, str]:
+    """(soft, hard) "Max open files" of a process, as /proc/<pid>/limits shows them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError(f"no open-files line in /proc/{pid}/limits")
+
+
+def test_number_of_files_limits_reach_the_job(node_factory):
+    node = node_factory()
+    home, uid = str(node.home), node.uid
+    (rc, out, _), = _run(node, "ulimit -Hn")
+    assert rc == 0
+    hard = int(out) if out.strip() != "unlimited" else 1 << 20  # the session's (and launchctl's) hard limit
+    jobs = {
+        "com.example.nofile.set": (_nofile(soft=1000, hard=hard - 1), ("1000", str(hard - 1))),
+        "com.example.nofile.default": ("", ("256", str(hard))),  # launchd's 256 for LaunchAgents
+        "com.example.nofile.soft": (_nofile(soft=4000), ("4000", str(hard))),
+        # launchd (root) could raise the hard limit; the emulation (the user) cannot, and says so.
+        "com.example.nofile.raise": (_nofile(hard=hard + 1000), ("256", str(hard))),
+    }
+    for label, (keys, _) in jobs.items():
+        _put(node, f"{home}/{label}.plist", _with_keys(
+            _plist(label, ["/bin/sleep", "100"], workdir=home, log=f"{home}/{label}.log", env={}, keepalive=False),
+            keys))
+    booted = _run(node, *(f"launchctl bootstrap user/{uid} {home}/{label}.plist" for label in jobs))
+    assert booted == [(0, "", "")] * len(jobs)
+    for label, (_, expected) in jobs.items():
+        pid = _wait(lambda label=label: (node.launchd_service(label) or {}).get("pid"), 10, f"the pid of {label}")
+        assert _open_files(pid) == expected, label
+    supervisor_log = node.fake_macos_state / "launchd" / "com.example.nofile.raise.supervisor.log"
+    assert f"the hard open-files limit stays {hard} (asked {hard + 1000}" in supervisor_log.read_text()
+    # A limit that is not a number is refused like any other bad plist.
+    _put(node, f"{home}/bad.plist", _with_keys(
+        _plist("com.example.nofile.bad", ["/bin/sleep", "1"], workdir=home, log=f"{home}/b.log", env={}),
+        "<key>SoftResourceLimits</key><dict><key>NumberOfFiles</key><string>many</string></dict>"))
+    (rc, _, err), = _run(node, f"launchctl bootstrap user/{uid} {home}/bad.plist")
+    assert rc == 5 and "SoftResourceLimits.NumberOfFiles is not a non-negative integer" in err
+
+
+def test_bootstrap_refuses_a_plist_with_bad_ownership_or_permissions(node_factory):
+    node = node_factory()
+    home, uid = str(node.home), node.uid
+    args = {"workdir": home, "log": f"{home}/j.log", "env": {}, "keepalive": False}
+    _put(node, f"{home}/open.plist", _plist("com.example.open", ["/bin/sleep", "100"], **args), mode=0o666)
+    _put(node, f"{home}/group.plist", _plist("com.example.group", ["/bin/sleep", "100"], **args), mode=0o664)
+    _put(node, f"{home}/other.plist", _plist("com.example.other", ["/bin/sleep", "100"], **args))
+    _put(node, f"{home}/good.plist", _plist("com.example.good", ["/bin/sleep", "100"], **args))
+    if os.geteuid() == 0:
+        os.chown(f"{home}/other.plist", 65534, 65534)  # nobody's
+    refused = _run(node, *(f"launchctl bootstrap user/{uid} {home}/{name}.plist" for name in ("open", "group", "other")))
+    good, = _run(node, f"launchctl bootstrap user/{uid} {home}/good.plist")
+    names = ("open", "group", "other") if os.geteuid() == 0 else ("open", "group")
+    for (rc, out, err), name in zip(refused, names):
+        assert (rc, out) == (5, "") and err.startswith(EIO), (name, err)
+    assert good == (0, "", "")
+    log = (node.fake_macos_state / "launchd.log").read_text().splitlines()
+    assert len(log) == len(names)
+    for line, name in zip(log, names):
+        assert f"(user/{uid}) <Error>: Path had bad ownership/permissions: {home}/{name}.plist" in line
+    assert "mode 0666" in log[0] and "mode 0664" in log[1]
+    for name in ("open", "group", "other"):
+        assert node.launchd_service(f"com.example.{name}") is None
+
+
+def test_bootstrap_eio_once_fails_one_bootstrap_then_turns_itself_off(node_factory):
+    node = node_factory(fake_macos_values={"launchd_bootstrap_eio_once": True})
+    home, uid = str(node.home), node.uid
+    arm = node.fake_macos_state / "launchd" / "bootstrap_eio_once"
+    assert arm.exists()
+    for label in ("com.example.eio", "com.example.eio2"):
+        _put(node, f"{home}/{label}.plist", _plist(label, ["/bin/sleep", "100"], workdir=home,
+                                                     log=f"{home}/e.log", env={}, keepalive=False))
+    plist = f"{home}/com.example.eio.plist"
+    boot, bootout = f"launchctl bootstrap user/{uid} {plist}", f"launchctl bootout user/{uid}/com.example.eio"
+    first, second, shown = _run(node, boot, boot.replace("eio.plist", "eio2.plist"), f"launchctl print user/{uid}/com.example.eio2")
+    assert first == (5, "", EIO)
+    assert second == (0, "", "") and shown[0] == 0
+    assert not arm.exists()
+    assert "launchd_bootstrap_eio_once" in (node.fake_macos_state / "launchd.log").read_text()
+
+    # Not remembered as an input: changing another value does not arm it again.
+    node.fake_macos_set(memory_gb=32)
+    assert not arm.exists()
+    assert _run(node, boot, bootout) == [(0, "", "")] * 2
+    # Armed again it fails once more; false disarms it.
+    node.fake_macos_set(launchd_bootstrap_eio_once=True)
+    assert arm.exists()
+    node.fake_macos_set(launchd_bootstrap_eio_once=False)
+    assert not arm.exists()
+    assert _run(node, boot, bootout) == [(0, "", "")] * 2
+    node.fake_macos_set(launchd_bootstrap_eio_once=True)
+    assert _run(node, boot, boot) == [(5, "", EIO), (0, "", "")]
+    assert _run(node, bootout) == [(0, "", "")]
+
+    # Two bootstraps at once: exactly one of them takes the failure.
+    assert _run(node, f"launchctl bootout user/{uid}/com.example.eio2") == [(0, "", "")]
+    node.fake_macos_set(launchd_bootstrap_eio_once=True)
+    (_, out, err), = _run(node, f"({boot}; echo a=$?) & ({boot.replace('eio.plist', 'eio2.plist')}; echo b=$?) & wait")
+    assert sorted(line.split("=")[1] for line in out.split()) == ["0", "5"], (out, err)
+    assert err == EIO and not arm.exists()
+    loaded = [label for label in ("com.example.eio", "com.example.eio2") if node.launchd_service(label)]
+    assert len(loaded) == 1
+    codes = [(call["argv"][0], call["exit"]) for call in node.launchctl_calls()]
+    assert codes[0] == ("bootstrap", 5) and codes[1] == ("bootstrap", 0)

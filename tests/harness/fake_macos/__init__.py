@@ -24,7 +24,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Any
