@@ -116,7 +116,7 @@ def run(args, scratch: Path) -> None:
     wall = {name: [w for w, _ in values] for name, values in runs.items()}
     cpu = {name: statistics.median(c for _, c in values) for name, values in runs.items()}
     tool_times, curl_times = wall["tool"], wall["curl"]
-    curl_sync_times, curl_hash_times = wall["curl_sync"], wall["curl_hash"]
+    curl_sync_times = wall["curl_sync"]
     rate = lambda times: size / statistics.median(times) / 1e6  # noqa: E731 - MB/s
     print(f"downloader: {args.fetcher}")
     print(f"file: {size / 1e9:.2f} GB from a FakeHub on 127.0.0.1, fetched on a loopback node "
