@@ -480,7 +480,10 @@ def test_cpu_extra_model_paths_black_images_failures_and_interrupt(node, tmp_pat
         assert "HeaderTooSmall" in data["exception_message"] and failed["outputs"] == {}
 
         slow = server.request("/prompt", {"prompt": _workflow(n8={"seed": 7, "steps": 2000})})[1]["prompt_id"]
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while slow not in json.dumps(server.get("/queue")[1]["queue_running"]):
+            assert time.monotonic() < deadline, "the slow prompt never started"
+            time.sleep(0.02)
         assert server.request("/interrupt", {})[0] == 200
         stopped = server.wait_history(slow)
         assert stopped["status"]["messages"][-1][0] == "execution_interrupted"
