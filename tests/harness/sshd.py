@@ -79,6 +79,14 @@ SSH_KEYGEN = "ssh-keygen"
 HOST = "127.0.0.1"
 NODE_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 NODE_PYTHON = "/usr/bin/python3"
+# Fed on stdin to the node's Python by SshNode.run_batch: many commands, one SSH session.
+_BATCH_RUNNER = """import json, subprocess
+results = []
+for command in {commands!r}:
+    done = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    results.append([done.returncode, done.stdout, done.stderr])
+print(json.dumps(results))
+"""
 USER_PREFIX = "pvn"
 GECOS_MARKER = "provision-test-harness"
 PRIVSEP_DIR = Path("/run/sshd")
@@ -723,6 +731,11 @@ class SshNode:
             check=check,
             env=env,
         )
+
+    def run_batch(self, *commands: str, timeout: float = 120) -> list[tuple[int, str, str]]:
+        """Run each shell command on the node in ONE SSH session; (exit, stdout, stderr) each."""
+        out = self.ssh(f"{self.python} -", input=_BATCH_RUNNER.format(commands=list(commands)), timeout=timeout)
+        return [tuple(result) for result in json.loads(out.stdout)]  # type: ignore[misc]
 
     def write_node_yaml(self, path: Path, **fields: Any) -> Path:
         """Write a node.yaml that reaches this node (host key pinned); ``None`` drops a key."""

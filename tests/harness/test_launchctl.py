@@ -2,8 +2,8 @@
 over real SSH to real sshd nodes (tests/harness/sshd.py). No tool under test is involved.
 
 An SSH round trip costs ~0.3 s here, so most checks run several commands in one session
-(``_run``: a tiny runner fed to the node's python on stdin; every command still runs in the
-SSH session's environment, shims first on PATH).
+(``node.run_batch``: a tiny runner fed to the node's python on stdin; every command still runs
+in the SSH session's environment, shims first on PATH).
 """
 
 from __future__ import annotations
@@ -46,20 +46,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 '''
-
-RUNNER = """import json, subprocess
-results = []
-for command in {commands!r}:
-    done = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    results.append([done.returncode, done.stdout, done.stderr])
-print(json.dumps(results))
-"""
-
-
-def _run(node: sshd.SshNode, *commands: str) -> list[tuple[int, str, str]]:
-    """Run each shell command on the node in ONE SSH session; (exit, stdout, stderr) each."""
-    out = node.ssh("/usr/bin/python3 -", input=RUNNER.format(commands=list(commands)), timeout=60)
-    return [tuple(result) for result in json.loads(out.stdout)]  # type: ignore[misc]
 
 
 def _plist(label: str, args: list[str], *, workdir: str, log: str, env: dict[str, str],
@@ -188,7 +174,7 @@ def test_launchagent_runs_detached_with_launchd_env_and_keepalive_restarts_after
     assert time.monotonic() - started < 10
 
     first = _get_pid(port)
-    (rc, text, err), (_, listed, _) = _run(node, f"launchctl print {target}", "launchctl list")
+    (rc, text, err), (_, listed, _) = node.run_batch(f"launchctl print {target}", "launchctl list")
     assert rc == 0, err
     assert text.startswith(f"{LABEL} = {{\n") and text.endswith("}\n")
     for line in ("\tactive count = 1", f"\tpath = {plist}", "\tstate = running", "\truns = 1",
@@ -249,13 +235,13 @@ def test_throttle_spaces_respawns_of_a_crashing_job(node_factory):
     # Poll for the state asserted below: the third run over and the fourth waiting out the throttle
     # (caught mid-respawn, print shows the job running instead).
     while time.monotonic() - started < 30:
-        (_, shown, _), = _run(node, f"launchctl print user/{node.uid}/com.example.crash")
+        (_, shown, _), = node.run_batch(f"launchctl print user/{node.uid}/com.example.crash")
         match = re.search(r"^\truns = (\d+)$", shown, re.M)
         runs = int(match.group(1)) if match else 0
         if runs >= 3 and "\tstate = spawn scheduled" in shown:
             break
     elapsed = time.monotonic() - started
-    (rc, _, _), = _run(node, f"launchctl bootout user/{node.uid}/com.example.crash")
+    (rc, _, _), = node.run_batch(f"launchctl bootout user/{node.uid}/com.example.crash")
     assert rc == 0
     # It exits at once, yet is respawned no more often than once per (emulated) throttle second:
     # three runs take at least two seconds, and no more runs than whole seconds passed, plus one.
@@ -275,8 +261,7 @@ def test_kickstart_bootout_and_error_answers(node_factory):
     node.ssh(f"launchctl bootstrap user/{uid} {plist}")
     first = _get_pid(port)
 
-    again, other, kicked, shown, soft, shown2 = _run(
-        node,
+    again, other, kicked, shown, soft, shown2 = node.run_batch(
         f"launchctl bootstrap user/{uid} {plist}",
         f"launchctl bootstrap user/{uid + 1} {plist}",
         # kickstart -k: the running instance is killed, a new one starts at once (no throttle).
@@ -295,8 +280,7 @@ def test_kickstart_bootout_and_error_answers(node_factory):
     assert soft[0] == 0 and _printed_pid(shown2[1]) == second
     assert _get_pid(port) == second
 
-    out, gone, twice, kick, unknown, listed = _run(
-        node,
+    out, gone, twice, kick, unknown, listed = node.run_batch(
         f"launchctl bootout {target}",
         f"launchctl print {target}",
         f"launchctl bootout {target}",
@@ -336,8 +320,7 @@ def test_bootstrap_refusals_and_a_job_without_keepalive(node_factory):
     # KeepAlive false: the job runs once; kickstart (no -k) runs it again.
     _put(node, f"{home}/once.plist", _plist("com.example.once", ["/bin/sh", "-c", "exit 7"], workdir=home,
                                             log=f"{home}/once.log", env={}, keepalive=False))
-    aqua, missing, writable, gui, once = _run(
-        node,
+    aqua, missing, writable, gui, once = node.run_batch(
         f"launchctl bootstrap user/{uid} {home}/aqua.plist",
         f"launchctl bootstrap user/{uid} {home}/nope.plist",
         f"launchctl bootstrap user/{uid} {home}/w.plist",
@@ -375,8 +358,7 @@ def test_launchd_env_set_changes_what_new_jobs_get(node_factory):
 
 def test_caffeinate_waits_for_the_watched_pid(node_factory):
     node = node_factory()
-    (rc, out, err), utility, bad = _run(
-        node,
+    (rc, out, err), utility, bad = node.run_batch(
         "sleep 1.2 & w=$!; s=$(date +%s%N); caffeinate -dimsu -w $w; echo rc=$?; "
         "kill -0 $w 2>/dev/null || echo gone; echo ms=$(( ($(date +%s%N) - s) / 1000000 ))",
         "caffeinate -d -i sh -c 'exit 4'",
@@ -393,10 +375,10 @@ def test_caffeinate_waits_for_the_watched_pid(node_factory):
 
 def test_df_prints_the_configured_free_space_or_the_real_df(node_factory):
     node = node_factory()
-    (_, real, _), = _run(node, "df -Pk ~")
+    (_, real, _), = node.run_batch("df -Pk ~")
     assert "/dev/disk3s5" not in real and real.startswith("Filesystem")
     node.fake_macos_set(disk_free_kb=123456789)
-    (_, big, _), = _run(node, "df -Pk ~")
+    (_, big, _), = node.run_batch("df -Pk ~")
     lines = big.splitlines()
     assert len(lines) == 2
     assert lines[0].split() == ["Filesystem", "1024-blocks", "Used", "Available", "Capacity", "Mounted", "on"]
@@ -404,13 +386,13 @@ def test_df_prints_the_configured_free_space_or_the_real_df(node_factory):
     assert (fs, int(avail), mount) == ("/dev/disk3s5", 123456789, "/System/Volumes/Data")
     assert int(total) == int(used) + int(avail) and re.fullmatch(r"\d+%", capacity)
     node.fake_macos_set(disk_free_kb=1000, disk_total_kb=4000)
-    kilo, half, missing = _run(node, "df -Pk /", "df -P /", "df -Pk /no/such/dir")
+    kilo, half, missing = node.run_batch("df -Pk /", "df -P /", "df -Pk /no/such/dir")
     assert kilo[1].splitlines()[1].split()[1:5] == ["4000", "3000", "1000", "75%"]
     assert half[1].splitlines()[0].split()[1] == "512-blocks"
     assert half[1].splitlines()[1].split()[1:4] == ["8000", "6000", "2000"]
     assert (missing[0], missing[2]) == (1, "df: /no/such/dir: No such file or directory\n")
     node.fake_macos_set(disk_free_kb=None, disk_total_kb=None)
-    (_, back, _), = _run(node, "df -Pk ~")
+    (_, back, _), = node.run_batch("df -Pk ~")
     assert "/dev/disk3s5" not in back and back.startswith("Filesystem")
 
 
@@ -452,7 +434,7 @@ def _open_files(pid: int) -> tuple[str, str]:
 def test_number_of_files_limits_reach_the_job(node_factory):
     node = node_factory()
     home, uid = str(node.home), node.uid
-    (rc, out, _), = _run(node, "ulimit -Hn")
+    (rc, out, _), = node.run_batch("ulimit -Hn")
     assert rc == 0
     hard = int(out) if out.strip() != "unlimited" else 1 << 20  # the session's (and launchctl's) hard limit
     jobs = {
@@ -466,7 +448,7 @@ def test_number_of_files_limits_reach_the_job(node_factory):
         _put(node, f"{home}/{label}.plist", _with_keys(
             _plist(label, ["/bin/sleep", "100"], workdir=home, log=f"{home}/{label}.log", env={}, keepalive=False),
             keys))
-    booted = _run(node, *(f"launchctl bootstrap user/{uid} {home}/{label}.plist" for label in jobs))
+    booted = node.run_batch(*(f"launchctl bootstrap user/{uid} {home}/{label}.plist" for label in jobs))
     assert booted == [(0, "", "")] * len(jobs)
     for label, (_, expected) in jobs.items():
         pid = _wait(lambda label=label: (node.launchd_service(label) or {}).get("pid"), 10, f"the pid of {label}")
@@ -477,7 +459,7 @@ def test_number_of_files_limits_reach_the_job(node_factory):
     _put(node, f"{home}/bad.plist", _with_keys(
         _plist("com.example.nofile.bad", ["/bin/sleep", "1"], workdir=home, log=f"{home}/b.log", env={}),
         "<key>SoftResourceLimits</key><dict><key>NumberOfFiles</key><string>many</string></dict>"))
-    (rc, _, err), = _run(node, f"launchctl bootstrap user/{uid} {home}/bad.plist")
+    (rc, _, err), = node.run_batch(f"launchctl bootstrap user/{uid} {home}/bad.plist")
     assert rc == 5 and "SoftResourceLimits.NumberOfFiles is not a non-negative integer" in err
 
 
@@ -491,8 +473,8 @@ def test_bootstrap_refuses_a_plist_with_bad_ownership_or_permissions(node_factor
     _put(node, f"{home}/good.plist", _plist("com.example.good", ["/bin/sleep", "100"], **args))
     if os.geteuid() == 0:
         os.chown(f"{home}/other.plist", 65534, 65534)  # nobody's
-    refused = _run(node, *(f"launchctl bootstrap user/{uid} {home}/{name}.plist" for name in ("open", "group", "other")))
-    good, = _run(node, f"launchctl bootstrap user/{uid} {home}/good.plist")
+    refused = node.run_batch(*(f"launchctl bootstrap user/{uid} {home}/{name}.plist" for name in ("open", "group", "other")))
+    good, = node.run_batch(f"launchctl bootstrap user/{uid} {home}/good.plist")
     names = ("open", "group", "other") if os.geteuid() == 0 else ("open", "group")
     for (rc, out, err), name in zip(refused, names):
         assert (rc, out) == (5, "") and err.startswith(EIO), (name, err)
@@ -516,7 +498,7 @@ def test_bootstrap_eio_once_fails_one_bootstrap_then_turns_itself_off(node_facto
                                                      log=f"{home}/e.log", env={}, keepalive=False))
     plist = f"{home}/com.example.eio.plist"
     boot, bootout = f"launchctl bootstrap user/{uid} {plist}", f"launchctl bootout user/{uid}/com.example.eio"
-    first, second, shown = _run(node, boot, boot.replace("eio.plist", "eio2.plist"), f"launchctl print user/{uid}/com.example.eio2")
+    first, second, shown = node.run_batch(boot, boot.replace("eio.plist", "eio2.plist"), f"launchctl print user/{uid}/com.example.eio2")
     assert first == (5, "", EIO)
     assert second == (0, "", "") and shown[0] == 0
     assert not arm.exists()
@@ -525,21 +507,21 @@ def test_bootstrap_eio_once_fails_one_bootstrap_then_turns_itself_off(node_facto
     # Not remembered as an input: changing another value does not arm it again.
     node.fake_macos_set(memory_gb=32)
     assert not arm.exists()
-    assert _run(node, boot, bootout) == [(0, "", "")] * 2
+    assert node.run_batch(boot, bootout) == [(0, "", "")] * 2
     # Armed again it fails once more; false disarms it.
     node.fake_macos_set(launchd_bootstrap_eio_once=True)
     assert arm.exists()
     node.fake_macos_set(launchd_bootstrap_eio_once=False)
     assert not arm.exists()
-    assert _run(node, boot, bootout) == [(0, "", "")] * 2
+    assert node.run_batch(boot, bootout) == [(0, "", "")] * 2
     node.fake_macos_set(launchd_bootstrap_eio_once=True)
-    assert _run(node, boot, boot) == [(5, "", EIO), (0, "", "")]
-    assert _run(node, bootout) == [(0, "", "")]
+    assert node.run_batch(boot, boot) == [(5, "", EIO), (0, "", "")]
+    assert node.run_batch(bootout) == [(0, "", "")]
 
     # Two bootstraps at once: exactly one of them takes the failure.
-    assert _run(node, f"launchctl bootout user/{uid}/com.example.eio2") == [(0, "", "")]
+    assert node.run_batch(f"launchctl bootout user/{uid}/com.example.eio2") == [(0, "", "")]
     node.fake_macos_set(launchd_bootstrap_eio_once=True)
-    (_, out, err), = _run(node, f"({boot}; echo a=$?) & ({boot.replace('eio.plist', 'eio2.plist')}; echo b=$?) & wait")
+    (_, out, err), = node.run_batch(f"({boot}; echo a=$?) & ({boot.replace('eio.plist', 'eio2.plist')}; echo b=$?) & wait")
     assert sorted(line.split("=")[1] for line in out.split()) == ["0", "5"], (out, err)
     assert err == EIO and not arm.exists()
     loaded = [label for label in ("com.example.eio", "com.example.eio2") if node.launchd_service(label)]

@@ -3,7 +3,7 @@ shims, over real SSH to real sshd nodes. No tool under test is involved.
 
 A profiled node's sshd runs in its own mount namespace, so every check here runs through SSH
 (what the node sees), and a few read the host side (``node.opt_dir``). Several commands share
-one SSH session (``_run``: a runner fed on stdin to ``node.python``, which for a profiled node
+one SSH session (``node.run_batch``: a runner fed on stdin to ``node.python``, which for a profiled node
 is the real 3.11 at a path off PATH, since /usr/bin/python3 is a stub there).
 """
 
@@ -31,14 +31,6 @@ XCODE_ERROR = ("xcode-select: error: unable to get active developer directory. U
                "--switch path/to/Xcode.app` to set one (or see `man xcode-select`)\n")
 # What an interactive login adds to PATH on a Mac (brew shellenv / the MacPorts installer).
 LOGIN_PATH = "PATH=/opt/homebrew/bin:/opt/local/bin:$PATH"
-
-RUNNER = """import json, subprocess
-results = []
-for command in {commands!r}:
-    done = subprocess.run(command, shell=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    results.append([done.returncode, done.stdout, done.stderr])
-print(json.dumps(results))
-"""
 
 # Where a Python could be, on PATH or where the tool looks off PATH.
 PYTHON_CANDIDATES = (
@@ -69,11 +61,6 @@ LAYOUT = {
     "bare": (None, None, False, False),
 }
 
-
-def _run(node: sshd.SshNode, *commands: str) -> list[tuple[int, str, str]]:
-    """Run each shell command on the node in ONE SSH session; (exit, stdout, stderr) each."""
-    out = node.ssh(f"{node.python} -", input=RUNNER.format(commands=list(commands)), timeout=120)
-    return [tuple(result) for result in json.loads(out.stdout)]  # type: ignore[misc]
 
 
 @pytest.fixture
@@ -126,7 +113,7 @@ def test_default_node_is_unchanged(node_factory):
     assert re.fullmatch(r"Python 3\.11\.\d+", lines[2])
     assert lines[3:] == [profiles.CLT_DIR, "Homebrew 4.5.8", "/opt/homebrew"]
     # No /opt/homebrew on a plain node: installing is not emulated there, and says so.
-    (rc, _, err), = _run(node, f"{node.homebrew_bin}/brew install python@3.11")
+    (rc, _, err), = node.run_batch(f"{node.homebrew_bin}/brew install python@3.11")
     assert rc == 1 and "not emulated on a node without a provider profile" in err
     assert [call["argv"] for call in node.stub_calls("brew")] == [["--version"], ["--prefix"], ["install", "python@3.11"]]
 
@@ -140,8 +127,7 @@ def test_profile_layout_and_the_only_usable_pythons(profiled, name):
     developer_dir, apple_python, has_brew, has_port = LAYOUT[name]
     assert node.profile == name and node.opt_dir is not None
     assert node.python == profiles.interpreter(node.node_dir / "fake_macos")
-    results = _run(
-        node,
+    results = node.run_batch(
         "for tool in python3 git brew port; do command -v $tool; done",
         f"{LOGIN_PATH}; for tool in brew port; do command -v $tool; done",
         "xcode-select -p",
@@ -173,7 +159,7 @@ def test_profile_layout_and_the_only_usable_pythons(profiled, name):
     found = node.ssh(
         "find /usr /opt /etc /var /srv /home -regextype posix-extended -regex '.*/(python|pypy)[0-9.]*' "
         "\\( -type f -o -type l \\) 2>/dev/null | sort", timeout=120).stdout.split()
-    runnable = {path for path, (rc, _, _) in zip(found, _run(node, *(f"{p} -c {PROBE!r}" for p in found)))
+    runnable = {path for path, (rc, _, _) in zip(found, node.run_batch(*(f"{p} -c {PROBE!r}" for p in found)))
                 if rc == 0}
     expected = {path for path in USABLE[name] if not path.startswith("/opt/homebrew/opt/")}
     if name == "homebrew":
@@ -186,8 +172,8 @@ def test_profile_layout_and_the_only_usable_pythons(profiled, name):
 @pytest.mark.parametrize("name", ["aws", "bare"])
 def test_without_the_command_line_tools_python3_and_git_are_install_dialog_stubs(profiled, name):
     node = profiled(name)
-    git, python, plain, clone = _run(
-        node, "/usr/bin/git --version", "/usr/bin/python3 -c 'print(1)'", "git status",
+    git, python, plain, clone = node.run_batch(
+        "/usr/bin/git --version", "/usr/bin/python3 -c 'print(1)'", "git status",
         "cd ~ && git clone -q https://example.invalid/x.git",
     )
     for result in (git, python, plain, clone):
@@ -202,13 +188,13 @@ def test_without_the_command_line_tools_python3_and_git_are_install_dialog_stubs
     assert all(call["uid"] == node.uid for call in calls)
     # The bare node cannot get git anywhere (even git's helpers are hidden); the AWS one can,
     # through Homebrew (test_brew_installs_python_3_11_and_git_that_work).
-    (rc, out, _), = _run(node, "ls /usr/lib/git-core | wc -l")
+    (rc, out, _), = node.run_batch("ls /usr/lib/git-core | wc -l")
     assert rc == 0 and (int(out) == 0 if name == "bare" else int(out) > 0)
 
 
 def test_apple_python3_with_the_command_line_tools_is_a_3_9_6_stub(profiled):
     node = profiled("scaleway")
-    version, short, code, module = _run(node, "python3 --version", "/usr/bin/python3 -V", "python3 -c 1",
+    version, short, code, module = node.run_batch("python3 --version", "/usr/bin/python3 -V", "python3 -c 1",
                                         "python3 -m venv ~/v")
     assert version == short == (0, "Python 3.9.6\n", "")
     for result in (code, module):
@@ -220,7 +206,7 @@ def test_apple_python3_with_the_command_line_tools_is_a_3_9_6_stub(profiled):
         ("/usr/bin/python3", ["-c", "1"], 1, "clt"), ("/usr/bin/python3", ["-m", "venv", f"{node.home}/v"], 1, "clt"),
     ]
     assert not (node.home / "v").exists()
-    (rc, out, _), = _run(node, "git --version")  # Xcode's git works
+    (rc, out, _), = node.run_batch("git --version")  # Xcode's git works
     assert rc == 0 and out.startswith("git version ")
 
 
@@ -230,8 +216,7 @@ def test_apple_python3_with_the_command_line_tools_is_a_3_9_6_stub(profiled):
 def test_homebrew_profile_has_python_3_11_poured_like_brew_does(profiled):
     node = profiled("homebrew")
     version = profiles.real_python_version()
-    listed, prefix, again, links = _run(
-        node,
+    listed, prefix, again, links = node.run_batch(
         "/opt/homebrew/bin/brew list --versions",
         "/opt/homebrew/bin/brew --prefix python@3.11",
         "/opt/homebrew/bin/brew install python@3.11",
@@ -253,8 +238,7 @@ def test_brew_installs_python_3_11_and_git_that_work(profiled, name):
     node = profiled(name)
     brew = "/opt/homebrew/bin/brew"
     version = profiles.real_python_version()
-    before, py313, py313_run, missing, install = _run(
-        node,
+    before, py313, py313_run, missing, install = node.run_batch(
         f"{brew} list --versions",
         "/opt/homebrew/bin/python3 --version; /opt/homebrew/bin/python3.13 --version",
         "/opt/homebrew/bin/python3 -c 1",
@@ -278,8 +262,7 @@ def test_brew_installs_python_3_11_and_git_that_work(profiled, name):
     ]
 
     venv = f"{node.home}/venv"
-    made, ran, listed, git_install, git = _run(
-        node,
+    made, ran, listed, git_install, git = node.run_batch(
         f"/opt/homebrew/opt/python@3.11/bin/python3.11 -m venv {venv}",
         f"{venv}/bin/python -c 'import sys; print(sys.version_info[:2], sys.prefix)'",
         f"{brew} list --versions python@3.11",
@@ -297,7 +280,7 @@ def test_brew_installs_python_3_11_and_git_that_work(profiled, name):
     keg = node.opt_dir / "homebrew" / "Cellar" / "python@3.11" / version
     assert keg.is_dir() and keg.stat().st_uid == node.uid
 
-    refused = _run(node, f"{brew} install python@3.12", f"{brew} install python@3.13", f"{brew} install nope",
+    refused = node.run_batch(f"{brew} install python@3.12", f"{brew} install python@3.13", f"{brew} install nope",
                    f"{brew} install python@3.12 git")
     assert refused[0][:2] == (1, "") and "python@3.12 cannot be installed here" in refused[0][2]
     if name == "aws":
@@ -318,8 +301,7 @@ def test_brew_installs_python_3_11_and_git_that_work(profiled, name):
 
 def test_scaleway_has_macports_with_a_python_3_11_and_no_homebrew(profiled):
     node = profiled("scaleway")
-    port, other, python, venv, brew = _run(
-        node,
+    port, other, python, venv, brew = node.run_batch(
         "/opt/local/bin/port version",
         "/opt/local/bin/port install python312",
         "/opt/local/bin/python3.11 -c 'import sys; print(sys.version_info[:2])'",
@@ -342,17 +324,17 @@ def test_scaleway_has_macports_with_a_python_3_11_and_no_homebrew(profiled):
 def test_a_profiled_node_keeps_its_layout_over_stop_start_and_reboot(profiled):
     node = profiled("aws")
     assert repr(node).startswith(f"<SshNode {node.name} macos:aws ")
-    (rc, _, err), = _run(node, "/opt/homebrew/bin/brew install python@3.11")
+    (rc, _, err), = node.run_batch("/opt/homebrew/bin/brew install python@3.11")
     assert rc == 0, err
     check = ("/opt/homebrew/bin/python3.11 -c 'import sys; print(sys.version_info[:2])'; "
              "/usr/bin/git --version; echo git=$?; ls /opt")
     expected = (0, "(3, 11)\ngit=1\nhomebrew\n", CLT_MESSAGE)
-    assert _run(node, check) == [expected]
+    assert node.run_batch(check) == [expected]
     node.stop()  # sshd and its namespace go; a new one is made with the same mounts
     node.start()
-    assert _run(node, check) == [expected]
+    assert node.run_batch(check) == [expected]
     node.reboot()
-    assert _run(node, check) == [expected]
+    assert node.run_batch(check) == [expected]
 
 
 # --- a launchd job in a profiled node ----------------------------------------------------------
@@ -374,7 +356,7 @@ def test_launchd_jobs_run_inside_the_profile(profiled):
 </dict></plist>
 """)
     os.chown(plist, node.uid, node.gid)
-    boot, = _run(node, f"launchctl bootstrap user/{node.uid} {plist}")
+    boot, = node.run_batch(f"launchctl bootstrap user/{node.uid} {plist}")
     assert boot == (0, "", ""), boot
     log, text = home / "job.log", ""
     deadline = time.monotonic() + 10
@@ -396,7 +378,7 @@ def _pmset(sleep: int) -> str:
 
 
 def _check_fdesetup_and_pmset(node: sshd.SshNode) -> None:
-    status, active, pm, assertions, other = _run(node, "fdesetup status", "fdesetup isactive", "pmset -g",
+    status, active, pm, assertions, other = node.run_batch("fdesetup status", "fdesetup isactive", "pmset -g",
                                                   "pmset -g assertions", "fdesetup list")
     assert status == (0, "FileVault is Off.\n", "") and active == (1, "false\n", "")
     assert pm == (0, _pmset(0), "")
@@ -404,11 +386,11 @@ def _check_fdesetup_and_pmset(node: sshd.SshNode) -> None:
     assert assertions[0] == 1 and "not emulated" in assertions[2]
     assert other[0] == 1 and "not emulated" in other[2]
     node.fake_macos_set(filevault=True, sleep_minutes=1)
-    status, active, pm = _run(node, "fdesetup status", "fdesetup isactive", "pmset -g")
+    status, active, pm = node.run_batch("fdesetup status", "fdesetup isactive", "pmset -g")
     assert status == (0, "FileVault is On.\n", "") and active == (0, "true\n", "")
     assert pm == (0, _pmset(1), "")
     node.fake_macos_set(filevault=False, sleep_minutes=10)
-    status, pm = _run(node, "fdesetup status", "pmset -g")
+    status, pm = node.run_batch("fdesetup status", "pmset -g")
     assert status == (0, "FileVault is Off.\n", "") and pm == (0, _pmset(10), "")
     calls = node.stub_calls()
     assert [(c["tool"], c["argv"], c["exit"]) for c in calls] == [
@@ -438,7 +420,7 @@ def test_filevault_and_sleep_from_start_node(node_factory):
 
 def test_calls_log_path_is_the_node_state_folder(profiled):
     node = profiled("bare")
-    _run(node, "git --version")
+    node.run_batch("git --version")
     log = node.fake_macos_state / "calls.jsonl"
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [entry["tool"] for entry in entries] == ["clt-stub"]
