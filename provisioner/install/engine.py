@@ -66,12 +66,13 @@ _END = "@@provision-probe-end"  # closes a probe's output: one without it was cu
 # shasum, launchctl). Without a temporary folder they run one after the other. A probe's
 # output ends with a newline and the end mark, so the engine tells a complete output from
 # one cut short (a full disk) and probes that step again.
-_PARALLEL = """d=$(mktemp -d "${TMPDIR:-/tmp}/provision-probe.XXXXXX" 2>/dev/null) || d=
+_IN_PARALLEL = """d=$(mktemp -d "${TMPDIR:-/tmp}/provision-probe.XXXXXX" 2>/dev/null) || d=
 if [ -n "$d" ]; then
   for i in $probes; do { "p$i" </dev/null 2>/dev/null; printf '\\n%s\\n' '""" + _END + """'; } >"$d/$i" 2>/dev/null & done
   wait
 fi
-for i in $probes; do
+"""
+_IN_ORDER = """for i in $probes; do
   echo '""" + _MARK + """'"$i"
   if [ -n "$d" ]; then cat "$d/$i" 2>/dev/null
   else "p$i" </dev/null 2>/dev/null; printf '\\n%s\\n' '""" + _END + """'; fi
@@ -80,8 +81,9 @@ done
 """
 
 
-def probe_script(steps: list[Step]) -> str:
-    """Return one sh script that runs each step's probe in a subshell, delimited by markers."""
+def probe_script(steps: list[Step], parallel: bool = True) -> str:
+    """Return one sh script that runs each step's probe in a subshell, delimited by markers
+    (all at once when ``parallel``, else one after the other, writing nothing to disk)."""
     functions, indices = [], []
     for index, step in enumerate(steps):
         snippet = step.probe()
@@ -90,7 +92,8 @@ def probe_script(steps: list[Step]) -> str:
             indices.append(str(index))
     if not indices:
         return "\n"
-    return "\n".join(functions) + f"\nprobes='{' '.join(indices)}'\n" + _PARALLEL
+    return ("\n".join(functions) + f"\nprobes='{' '.join(indices)}'\n"
+            + (_IN_PARALLEL if parallel else "d=\n") + _IN_ORDER)
 
 
 def split_probe_output(output: str) -> dict[int, str]:
@@ -126,11 +129,11 @@ def _probe(node: Node, steps: list[Step]) -> dict[int, str]:
     outputs = split_probe_output(node.run("/bin/sh -s", stdin=script, check=False).stdout)
     missing = [index for index, step in enumerate(steps)
                if step.when and step.probe() is not None and index not in outputs]
-    for index in missing:  # cut short: probe that step alone, once
-        again = split_probe_output(node.run("/bin/sh -s", stdin=probe_script([steps[index]]),
-                                            check=False).stdout)
-        if 0 in again:
-            outputs[index] = again[0]
+    if missing:  # cut short (a full temp folder): probe those again, once, writing nothing
+        again = split_probe_output(node.run(
+            "/bin/sh -s", stdin=probe_script([steps[index] for index in missing], parallel=False),
+            check=False).stdout)
+        outputs.update({missing[position]: text for position, text in again.items()})
     return outputs
 
 
