@@ -25,30 +25,25 @@ from .wait_http import START_MARKER
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # macOS's default kern.maxfilesperproc: a limit every Mac accepts, 40x launchd's 256.
 OPEN_FILES = 10240
-# launchctl answers error 5 to a bootstrap while the label it booted out is still going away
-# (and for a plist it will not load): wait until `print` no longer knows the label, then try
-# again, a few times; any other error fails at once.
-_BOOTSTRAP = r"""
-target=$1; domain=$2; plist=$3
-gone() {
-  i=0
-  while launchctl print "$target" >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt 100 ] && return 1
-    sleep 0.1
-  done
-}
+# bootout returns before launchd lets go of the label: wait (10 s at most) until `launchctl
+# print` no longer knows $target, or a bootstrap that follows is refused with error 5.
+_UNTIL_UNLOADED = ('i=0; while launchctl print "$target" >/dev/null 2>&1 && [ $i -lt 100 ]; '
+                   'do sleep 0.1; i=$((i + 1)); done')
+# launchctl answers error 5 to a bootstrap while the label is still going away (and for a
+# plist it will not load): wait until it is gone, then try again, a few times; any other
+# error fails at once.
+_BOOTSTRAP = r"""target=$1; domain=$2; plist=$3
 attempt=1
 while :; do
   out=$(launchctl bootstrap "$domain" "$plist" 2>&1) && exit 0
   status=$?
-  case $out in *"Bootstrap failed: 5:"*) ;; *) printf '%s
-' "$out" >&2; exit $status ;; esac
+  case $out in *"Bootstrap failed: 5:"*) ;; *) printf '%s\n' "$out" >&2; exit $status ;; esac
   if [ $attempt -ge 5 ]; then
-    printf '%s (error 5 on %d tries, %s)
-' "$out" "$attempt"       "$(launchctl print "$target" >/dev/null 2>&1 && echo 'the label is still loaded' || echo 'the label is not loaded')" >&2
+    if launchctl print "$target" >/dev/null 2>&1; then loaded=still; else loaded=not; fi
+    printf '%s (error 5 on %d tries, the label is %s loaded)\n' "$out" "$attempt" "$loaded" >&2
     exit $status
   fi
-  gone
+  """ + _UNTIL_UNLOADED + r"""
   sleep "0.$attempt"
   attempt=$((attempt + 1))
 done
@@ -173,11 +168,7 @@ def _fields(text: str) -> dict[str, str]:
 def stop_service(node, service: ServiceStep) -> None:
     """Stop the service and wait until it is gone; no-op when it is not running."""
     if service.platform == "macos":
-        # bootout returns before launchd has let go of the label: wait (10 s at most) until
-        # `print` no longer knows it, so the bootstrap that follows is not refused with error 5.
-        target = q(service.target)
-        node.run(sh(f"launchctl bootout {target}; i=0; while launchctl print {target} "
-                    ">/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; true"),
+        node.run(sh(f"target={q(service.target)}; launchctl bootout \"$target\"; {_UNTIL_UNLOADED}; true"),
                  check=False)
     else:
         # The supervisor leads its own process group (setsid): one kill stops it and ComfyUI.
