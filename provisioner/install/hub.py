@@ -26,7 +26,8 @@ def warm_up() -> None:
     """Import huggingface_hub and make its HTTP client on a thread of its own, at once.
 
     Both take about 0.25 s (the TLS setup) that ``resolve`` would otherwise spend after the
-    node's checks; ``up`` calls this before connecting, so they overlap the SSH work."""
+    node's checks; ``up`` calls this once connected (the handshake wants the CPU), so they
+    overlap the node's checks."""
     if _warmed.is_set():
         return
     _warmed.set()

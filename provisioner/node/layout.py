@@ -10,7 +10,6 @@ from ..core.config import NodeConfig
 from .facts import NodeFacts
 
 
-
 class NodePaths(BaseModel):
     """Absolute paths on the node; everything the tool creates is under ``workdir``."""
 

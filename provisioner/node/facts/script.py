@@ -39,6 +39,15 @@ resolve() {
   printf '%s/%s\n' "${_dir%/}" "${_path##*/}"
 }
 
+# Without the Command Line Tools, macOS's /usr/bin/python3 and /usr/bin/git are stubs that
+# ask to install them (by any name that leads there: /bin/python3 on a merged /usr). $1 is a
+# resolved path; never run one this says is a stub.
+clt_stub() {
+  [ "$kernel" = Darwin ] && [ -z "$clt" ] || return 1
+  case $1 in /usr/bin/python3|/usr/bin/git) return 0 ;; esac
+  return 1
+}
+
 kernel=$(uname -s 2>/dev/null)
 section kernel
 printf '%s\n' "$kernel"
@@ -135,11 +144,7 @@ for name in python3.14 python3.13 python3.12 python3.11 python3.10 python3; do
     candidate=${dir%/}/$name
     [ -f "$candidate" ] && [ -x "$candidate" ] || continue
     real=$(resolve "$candidate")
-    # Without the Command Line Tools, running macOS's /usr/bin/python3 stub asks to install
-    # them (by any name that leads there: /bin/python3 on a merged /usr).
-    if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$real" = /usr/bin/python3 ]; then
-      continue
-    fi
+    clt_stub "$real" && continue
     case "$nl$seen" in *"$nl$real$nl"*) continue ;; esac
     seen=$seen$real$nl
     output=$("$candidate" --version 2>&1 </dev/null)
@@ -166,8 +171,7 @@ if [ -z "$port" ] && [ -x /opt/local/bin/port ]; then port=/opt/local/bin/port; 
 if [ -n "$port" ]; then printf '%s\n' "$port"; fi
 
 section git
-# The first git that works, on PATH or where Homebrew and MacPorts put it. Without the
-# developer tools macOS's /usr/bin/git is a stub that asks to install them: never run it.
+# The first git that works, on PATH or where Homebrew and MacPorts put it.
 saved_ifs=$IFS
 IFS=:
 set -f
@@ -177,9 +181,7 @@ for dir in $PATH /opt/homebrew/bin /usr/local/bin /opt/local/bin; do
   case $dir in /*) ;; *) continue ;; esac
   candidate=${dir%/}/git
   [ -f "$candidate" ] && [ -x "$candidate" ] || continue
-  if [ "$kernel" = Darwin ] && [ -z "$clt" ] && [ "$(resolve "$candidate")" = /usr/bin/git ]; then
-    continue
-  fi
+  clt_stub "$(resolve "$candidate")" && continue
   version=$("$candidate" --version 2>/dev/null </dev/null) || continue
   printf '%s\t%s\n' "$candidate" "$version"
   break
