@@ -15,7 +15,7 @@ from typing import Any
 # name -> the module that defines it; loaded on first use, so a command imports only the
 # modules it needs (``up`` does not load the fleet or the benchmark).
 _WHERE = {
-    "bench": "benchmark",
+    "bench": "benchmark", "run_jobs": "batch",
     "hub_token": "connection", "open_node": "connection", "open_tunnel": "connection",
     "FleetHold": "fleet", "fleet_bench": "fleet", "fleet_down": "fleet",
     "fleet_inventory": "fleet", "fleet_plan": "fleet", "fleet_session": "fleet",

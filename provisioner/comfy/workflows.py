@@ -30,7 +30,9 @@ MODEL_INPUT_FOLDERS = {"unet_name": "models/unet (or models/diffusion_models)",
                        "clip_name": "models/clip (or models/text_encoders)",
                        "clip_name1": "models/clip (or models/text_encoders)",
                        "clip_name2": "models/clip (or models/text_encoders)",
-                       "vae_name": "models/vae"}
+                       "vae_name": "models/vae",
+                       "lora_name": "models/loras",
+                       "control_net_name": "models/controlnet"}
 # The classes whose progress is the sampling, and the decode that follows it.
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 DECODE_CLASSES = ("VAEDecode", "VAEDecodeTiled")
@@ -65,6 +67,7 @@ class WorkflowProblem(BaseModel):
     class_type: str
     kind: str  # missing_class | missing_model | missing_input | bad_value | bad_link | no_output
     message: str
+    input: str = ""  # the input at fault, when one is
 
 
 def unet_loader_for(unet: str) -> str:
@@ -147,14 +150,14 @@ def validate_workflow(workflow: Mapping[str, Any], object_info: Mapping[str, Any
             if problem is not None:
                 kind, message = problem
                 problems.append(WorkflowProblem(node_id=node_id, class_type=class_type,
-                                                kind=kind, message=message))
+                                                kind=kind, message=message, input=name))
         for name, input_spec in (spec.get("optional") or {}).items():
             if name in inputs:
                 problem = _check_input(workflow, object_info, f"node {node_id} ({class_type})",
                                        name, input_spec, inputs[name])
                 if problem is not None:
                     problems.append(WorkflowProblem(node_id=node_id, class_type=class_type,
-                                                    kind=problem[0], message=problem[1]))
+                                                    kind=problem[0], message=problem[1], input=name))
     if outputs == 0 and not any(p.kind == "missing_class" for p in problems):
         problems.append(WorkflowProblem(node_id="", class_type="", kind="no_output",
                                         message="the workflow has no output node (e.g. SaveImage)"))

@@ -104,7 +104,7 @@ def test_after_a_reboot_status_says_why_and_up_starts_the_agent_again(
     booted = node.reboot()
     assert_status_says_rebooted(node_yaml, laptop_home, booted)
     # Every command that needs ComfyUI says the same, instead of a tunnel to nothing.
-    for command in ("tunnel", "bench"):
+    for command in ("tunnel", "bench", "run"):
         result = run_cli(command, node_yaml, home=laptop_home, timeout=120)
         said = " ".join((result.stdout + result.stderr).replace("│", " ").split())
         assert result.returncode == 1, said
