@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -234,3 +235,46 @@ def test_a_missing_class_or_model_file_fails_before_anything_is_queued(
 
     bad = run(node_yaml, laptop_home, path, "--set", "99.seed=1..2")
     assert bad.returncode == 2 and "the workflow has no node '99'" in bad.stderr, bad.stderr
+
+
+def test_ctrl_c_takes_the_batch_off_the_node_and_the_same_command_resumes(
+        node_factory, laptop_home, tmp_path, stand_ins):
+    node, node_yaml, _ = ready_node(node_factory, tmp_path, stand_ins, laptop_home, "paused",
+                                    step_seconds=0.3)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"prompt number {i}" for i in range(8)), encoding="utf-8")
+    out = tmp_path / "out"
+    args = ("--prompts", prompts, "--steps", "3", "--size", "256x256", "--out", out, "--json")
+    process = start_run(node_yaml, laptop_home, *args)
+    try:
+        def made_one() -> bool:
+            try:
+                return len(manifest_rows(out)) >= 1
+            except (OSError, ValueError):
+                return False
+
+        assert eventually(made_one, timeout=120), "no job finished"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "run the same command again" in stderr, stderr
+    made = len(manifest_rows(out))
+    assert made < 8
+    port = yaml.safe_load(Path(node_yaml).read_text())["tunnel"]["remote_port"]
+
+    def queue_empty() -> bool:
+        answer = node.ssh(f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
+                          f"'http://127.0.0.1:{port}/queue').read().decode())\"").stdout
+        queue = json.loads(answer)
+        return not queue["queue_running"] and not queue["queue_pending"]
+
+    assert eventually(queue_empty, timeout=30), "the batch's prompts stayed queued on the node"
+
+    again = run(node_yaml, laptop_home, *args)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["skipped"] == made and report["done"] == 8 - made
+    assert sorted(row["job"] for row in manifest_rows(out)) == list(range(1, 9))

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "provisioner"
 # Lower rank = lower layer. A module may import its own package and lower ranks only;
 # packages of the same rank stay independent of each other.
 RANKS = {"core": 0, "node": 1, "comfy": 1, "install": 2, "bench": 3, "teardown": 3,
-         "fleet": 4, "api": 5, "cli": 6}
+         "fleet": 4, "batch": 4, "api": 5, "cli": 6}
 
 
 def imported_packages(path: Path) -> set[str]:
