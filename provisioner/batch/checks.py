@@ -7,6 +7,7 @@ turns a batch that would fail at job 37 into one error that names the fix.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterable, Mapping
 
 from ..comfy.workflows import GGUF_CLASSES, validate_workflow
@@ -40,6 +41,25 @@ SHOWN = 4
 def workflow_classes(workflows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Return the node classes the workflows use, sorted (what to ask ``/object_info`` for)."""
     return sorted({str(node.get("class_type")) for graph in workflows for node in graph.values()})
+
+
+def check_targets(node: str, workflow: Mapping[str, Any], targets: Iterable[str],
+                  object_info: Mapping[str, Any]) -> None:
+    """Refuse a swept ``NODE.INPUT`` whose class has no such input: ComfyUI would ignore it,
+    and the batch would make the same image under every value."""
+    for target in targets:
+        node_id, name = target.rsplit(".", 1)
+        class_type = str(workflow[node_id].get("class_type"))
+        spec = (object_info.get(class_type) or {}).get("input")
+        if spec is None:
+            continue  # a missing class: check_jobs names it
+        known = [*(spec.get("required") or {}), *(spec.get("optional") or {})]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise WorkflowError(
+                f"{node}: {target}: {class_type} has no input {name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + ", nothing was queued", f"its inputs: {', '.join(known)}")
 
 
 def check_jobs(node: str, workflows: list[Mapping[str, Any]], object_info: Mapping[str, Any]) -> None:

@@ -73,13 +73,14 @@ class JobPool:
             self._cond.notify_all()
 
     def leave(self, lane: str) -> list[Job]:
-        """``lane`` stops: its unfinished jobs go back to the front; return them."""
+        """``lane`` stops: its unfinished jobs go back to the front (for the other lanes,
+        unless the batch was stopped); return them."""
         with self._cond:
             self._live.discard(lane)
             back = sorted(self._running.pop(lane, {}).values(), key=lambda job: job.index)
             self._running[lane] = {}
+            self._pending.extendleft(reversed(back))  # stopped: nobody takes them; unrun()
             if not self.stopped:
-                self._pending.extendleft(reversed(back))
                 self.requeued += len(back)
             self._cond.notify_all()
             return back

@@ -77,7 +77,7 @@ def prepare_node(name: str, node, cfg: NodeConfig, *, builtin: Optional[Builtin]
         stats = client.system_stats()
     except ComfyUnavailable as error:
         why = why_down(facts) or f"nothing answers on the node's 127.0.0.1:{port} ({error})"
-        raise ServiceDown(f"{name}: ComfyUI is not running on the node: {why}",
+        raise ServiceDown(f"ComfyUI is not running on the node: {why}",
                           "start it with `provision up NODE.yaml` (or `provision restart NODE.yaml`), "
                           "then run the same `provision run` again") from None
     system = stats.get("system") or {}

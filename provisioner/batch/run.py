@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..core.errors import Interrupted, UsageError, WorkflowError
-from .checks import check_jobs
+from .checks import check_jobs, check_targets
 from .lane import Lane, LaneEvent, LaneTally
 from .manifest import Manifest
 from .pool import JobPool
@@ -88,8 +88,11 @@ def make_jobs(canonical: dict, options: RunOptions) -> list[Job]:
 
 def check_all(sides: list[NodeSide], jobs: list[Job]) -> None:
     """Raise ``WorkflowError`` for the first node that lacks something any job needs."""
+    targets = [target for target, _ in jobs[0].values] if jobs else []
     for side in sides:
-        check_jobs(side.name, [job_workflow(job, side.base) for job in jobs], side.object_info)
+        workflows = [job_workflow(job, side.base) for job in jobs]
+        check_targets(side.name, workflows[0] if workflows else {}, targets, side.object_info)
+        check_jobs(side.name, workflows, side.object_info)
 
 
 def run_batch(sides: list[NodeSide], jobs: list[Job], manifest: Manifest, options: RunOptions,

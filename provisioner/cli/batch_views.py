@@ -5,6 +5,8 @@ Data is shown verbatim: see ``console.py``.
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,10 +21,10 @@ PROBLEMS_SHOWN = 10
 
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``WxH`` (e.g. 1024x768)."""
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+    match = re.fullmatch(r"([0-9]+)x([0-9]+)", text.lower())
+    if not match or not int(match[1]) or not int(match[2]):
         raise UsageError(f"--size {text}: expected WIDTHxHEIGHT, e.g. 1024x1024", "use two whole numbers")
-    return int(width), int(height)
+    return int(match[1]), int(match[2])
 
 
 class BatchProgress(ProgressView):
@@ -107,8 +109,8 @@ def show_batch(console: Console, report) -> None:
     if report.dry_run:
         _show_plan(console, report)
         return
-    table = Table(title=title(f"Batch of {report.jobs} job(s) from {report.workflow} on {report.source}"),
-                  title_justify="left")
+    table = Table(title=title(f"Batch of {report.jobs} job(s) from {_name(report.workflow)} on "
+                              f"{_name(report.source)}"), title_justify="left")
     for column, justify in (("node", "left"), ("status", "left"), ("jobs", "right"),
                             ("images", "right"), ("failed", "right"), ("handed back", "right"),
                             ("steps/s", "right"), ("jobs/s", "right"), ("note", "left")):
@@ -137,8 +139,8 @@ def show_batch(console: Console, report) -> None:
 
 
 def _show_plan(console: Console, report) -> None:
-    table = Table(title=title(f"Dry run: {report.jobs} job(s) from {report.workflow} on "
-                              f"{report.source}, nothing queued"), title_justify="left")
+    table = Table(title=title(f"Dry run: {report.jobs} job(s) from {_name(report.workflow)} on "
+                              f"{_name(report.source)}, nothing queued"), title_justify="left")
     for column in ("job", "key", "status", "inputs"):
         table.add_column(column, justify="right" if column == "job" else "left")
     for line in report.planned:
@@ -152,3 +154,8 @@ def _show_plan(console: Console, report) -> None:
 def _inputs(inputs: dict) -> str:
     text = ", ".join(f"{name}={value!r}" for name, value in inputs.items())
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _name(path: str) -> str:
+    """A file's name for a title (the recap's JSON keeps the whole path)."""
+    return path.rsplit("/", 1)[-1]

@@ -41,6 +41,7 @@ JSON_COMMANDS = [
     (["fleet", "down", "f.yaml"], "fleet_down"),
     (["fleet", "bench", "f.yaml"], "fleet_bench"),
     (["fleet", "session", "f.yaml", "--for", "1h"], "fleet_session"),
+    (["run", "n.yaml"], "run_jobs"),
 ]
 
 
