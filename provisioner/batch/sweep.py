@@ -293,8 +293,13 @@ def set_values(workflow: Mapping[str, Any], values: Iterable[tuple[str, Any]]) -
 
 
 def workflow_key(workflow: Mapping[str, Any]) -> str:
-    """Return the sha256 of the workflow's canonical JSON: what identifies a job."""
-    text = json.dumps(workflow, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Return the sha256 of the workflow's canonical JSON: what identifies a job. The
+    ``filename_prefix`` inputs are left out: ``run`` replaces them anyway."""
+    graph = copy.deepcopy(dict(workflow))
+    for node in graph.values():
+        if isinstance((node.get("inputs") or {}).get("filename_prefix"), str):
+            node["inputs"]["filename_prefix"] = ""
+    text = json.dumps(graph, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

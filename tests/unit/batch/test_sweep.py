@@ -257,12 +257,16 @@ def test_an_input_set_twice_is_refused():
     assert raised.value.message == "--seeds 2: 8.seed is already set by --set 8.seed=1,2"
 
 
-def test_a_jobs_key_is_the_sha256_of_its_workflow_before_the_output_prefix():
+def test_a_jobs_key_is_the_sha256_of_its_workflow_without_the_output_prefix():
     workflow = flux()
     (job, _) = expand_jobs(workflow, [[parse_set("8.seed=5,6", workflow)]])
     expected = flux()
     expected["8"]["inputs"]["seed"] = 5
-    assert job.key == sha(expected)  # SaveImage still bench/flux-dev: the key never hashes run/<key>
+    expected["10"]["inputs"]["filename_prefix"] = ""
+    assert job.key == sha(expected)  # run replaces the prefix: the user's own does not count
+    renamed = flux()
+    renamed["10"]["inputs"]["filename_prefix"] = "client/shoot-2"
+    assert expand_jobs(renamed, [[parse_set("8.seed=5,6", renamed)]])[0].key == job.key
     assert job.workflow["10"]["inputs"]["filename_prefix"] == f"run/{job.key[:12]}"
     assert job.short_key == job.key[:12]
     expected["10"]["inputs"]["filename_prefix"] = f"run/{job.key[:12]}"
@@ -282,7 +286,9 @@ def test_keys_are_stable_across_calls_and_differ_between_jobs():
 
 def test_no_sweep_is_one_job_of_the_workflow_as_is():
     (job,) = expand_jobs(flux(), [])
-    assert (job.index, job.values, job.key) == (1, (), sha(flux()))
+    unprefixed = flux()
+    unprefixed["10"]["inputs"]["filename_prefix"] = ""
+    assert (job.index, job.values, job.key) == (1, (), sha(unprefixed))
 
 
 def test_several_savers_each_write_their_own_prefix():
