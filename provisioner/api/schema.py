@@ -4,6 +4,7 @@
     python -m provisioner.api.schema plan  > docs/plan.schema.json
     python -m provisioner.api.schema up    > docs/up.schema.json
     python -m provisioner.api.schema status > docs/status.schema.json
+    python -m provisioner.api.schema run > docs/run.schema.json
 """
 
 import json
@@ -15,12 +16,13 @@ from ..core.config import node_json_schema
 
 def report_schema(name: str) -> dict[str, Any]:
     """Return the JSON Schema of a command's ``--json`` document."""
+    from ..batch.report import BatchReport
     from .planning import PlanReport
     from .provisioning import UpReport
     from .service import StatusReport
 
-    models = {"plan": PlanReport, "up": UpReport, "status": StatusReport}
-    schema = models[name].model_json_schema()
+    models = {"plan": PlanReport, "up": UpReport, "status": StatusReport, "run": BatchReport}
+    schema = models[name].model_json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"provision {name} --json"
     return schema

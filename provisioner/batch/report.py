@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 
 class _Model(BaseModel):
@@ -60,6 +60,8 @@ class BatchReport(_Model):
     problems: list[JobLine] = []  # failed and unrun jobs
     planned: list[JobLine] = []  # --dry-run: every job and whether it would run
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
+        """Every job is done (or was already), and some node ran."""
         return not self.failed and not self.unrun and any(n.status != "unavailable" for n in self.nodes)
