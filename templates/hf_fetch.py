@@ -32,11 +32,13 @@ Manifest: endpoint, stop_on_eof (false), parallel (3), retries (5), backoff (1.0
 progress_interval (0.5), connections (8), max_connections (16), range_threshold (256 MiB),
 min_piece (the smallest range worth a request of its own; default: measured, what one
 connection gets in 0.25 s or 4 request latencies, 1 to 16 MiB), files: [{repo, file, revision,
-dest, size, sha256, quant, record}].
+dest, size, sha256, quant, record}]. A file with `url` (and `entry`, its node.yaml field) is
+fetched from that URL instead of the Hub, and never with the token; a wrong sha256 fails it
+with reason "checksum".
 Events, by `event`: start {total}; ranges {pieces, connections (at the start), resumed_from,
 missing}; progress {done, total}; retry {attempt, error, done[, range]}; note {message};
 verify {bytes}; done {bytes, resumed_from, connections (the most at once)}; error {message,
-reason (None, or "disk_full")}.
+reason (None, "disk_full" or "checksum")}.
 Each names its file by `dest`.
 """
 
@@ -56,6 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from hf_fetch_io import (  # noqa: E402
     MIN_PIECE,
+    ChecksumMismatch,
     FetchError,
     Flusher,
     Hasher,
@@ -104,6 +107,8 @@ class Fetcher:
         self.hub_host = urllib.parse.urlsplit(self.endpoint).netloc
 
     def url(self, item):
+        if item.get("url"):  # a user's file off the Hub (node.yaml url:)
+            return item["url"]
         quote = urllib.parse.quote
         return "%s/%s/resolve/%s/%s" % (self.endpoint, item["repo"],
                                         quote(item.get("revision") or "main", safe=""),
@@ -115,7 +120,7 @@ class Fetcher:
         Called for every attempt: the Hub's redirect is a signed URL that expires, so it is
         asked for again rather than reused."""
         request = urllib.request.Request(self.url(item))
-        if self.token:
+        if self.token and not item.get("url"):
             # Unredirected: the token goes to the Hub only, never to the CDN it redirects to.
             request.add_unredirected_header("Authorization", "Bearer " + self.token)
         if first is not None:
@@ -128,8 +133,15 @@ class Fetcher:
         retry re-resolves). ``missing`` and ``kept``: the file's bytes still to fetch and on disk."""
         if is_disk_full(error):
             return disk_full(item["dest"], missing, kept)
-        if (isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404)
-                and urllib.parse.urlsplit(error.filename or "").netloc in ("", self.hub_host)):
+        if not (isinstance(error, urllib.error.HTTPError) and error.code in (401, 403, 404, 410)):
+            return None
+        host = urllib.parse.urlsplit(error.filename or "").netloc
+        if item.get("url"):  # the same from where it redirects to may be an expired signed URL
+            if host in ("", urllib.parse.urlsplit(item["url"]).netloc):
+                return FetchError("%s: HTTP %d from %s (sent without the Hub token)"
+                                  % (item.get("entry") or item["file"], error.code, item["url"]))
+            return None
+        if host in ("", self.hub_host):
             return FetchError("HTTP %d from the Hub for %s/%s" % (error.code, item["repo"], item["file"]))
         return None
 
@@ -212,6 +224,11 @@ class Fetcher:
         sha256 = digest.hexdigest()
         if not self.matches(item, length, sha256):
             remove(partial, sidecar)
+            if item.get("url") and item.get("sha256") and sha256 != item["sha256"]:
+                raise ChecksumMismatch(
+                    "%s: the file from %s has sha256 %s (%d bytes), but node.yaml says sha256 %s; "
+                    "removed" % (item.get("entry") or item["file"], item["url"], sha256, length,
+                                 item["sha256"]))
             raise FetchError("downloaded %s does not match: got %d bytes sha256 %s, expected %s bytes "
                              "sha256 %s; removed, the next run fetches it again"
                              % (item["file"], length, sha256, size, item.get("sha256")))

@@ -38,6 +38,12 @@ class FetchError(Exception):
     reason = None  # what the error event names, for the step to act on (e.g. "disk_full")
 
 
+class ChecksumMismatch(FetchError):
+    """A file from a node.yaml url: is not the one its sha256 names."""
+
+    reason = "checksum"
+
+
 class RangeIgnored(FetchError):
     """The server answered a ranged request with the whole file (HTTP 200)."""
 

@@ -6,7 +6,6 @@ from ``NodeConfig``. Every load error is one line naming the file, the field and
 
 from __future__ import annotations
 
-import difflib
 import getpass
 import os
 import re
@@ -16,7 +15,9 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_errors import config_error, suggest
 from .errors import ConfigError
+from .sources import CustomNode, GitSource, ModelSource
 
 COMFYUI_REPO = "https://github.com/comfyanonymous/ComfyUI.git"
 COMFYUI_REF = "v0.3.64"  # the newest release that starts on torch 2.3.1 (FACTS.md)
@@ -35,17 +36,6 @@ _TOKEN_LIKE = re.compile(r"^(hf_|api_)|^[A-Za-z0-9_\-]{30,}$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HubFile(_Model):
-    """A file on the Hugging Face Hub that the user adds (LoRA, ControlNet)."""
-
-    repo: str = Field(min_length=3, description="Hub repo id, e.g. XLabs-AI/flux-lora-collection")
-    file: str = Field(min_length=1, description="path of the file inside the repo")
-    revision: str = Field("main", description="branch, tag or commit")
-    size_gb: Optional[float] = Field(
-        None, gt=0, description="size in decimal GB; looked up on the Hub when omitted"
-    )
 
 
 class TunnelConfig(_Model):
@@ -74,11 +64,6 @@ class HubConfig(_Model):
                 "must be the NAME of an environment variable (letters, digits, _), e.g. HF_TOKEN"
             )
         return value
-
-
-class GitSource(_Model):
-    repo: str = Field(min_length=1, description="git URL or local path (mirrors and forks welcome)")
-    ref: str = Field(min_length=1, description="tag, branch or commit to check out")
 
 
 class ComfyUIConfig(GitSource):
@@ -157,8 +142,8 @@ class NodeConfig(_Model):
     platform: Literal["auto", "macos", "linux"] = "auto"
     model: Literal["dev", "schnell"] = "dev"
     quality: Literal["auto", "q4", "q5", "q6", "q8", "bf16"] = "auto"
-    loras: list[HubFile] = Field(default_factory=list)
-    controlnet: Optional[HubFile] = None
+    loras: list[ModelSource] = Field(default_factory=list)
+    controlnet: Optional[ModelSource] = None
     workdir: str = Field("~/provision", min_length=1)
     tunnel: TunnelConfig = Field(default_factory=TunnelConfig)
     hf: HubConfig = Field(default_factory=HubConfig)
@@ -167,6 +152,8 @@ class NodeConfig(_Model):
     gguf_node: GitSource = Field(
         default_factory=lambda: GitSource(repo=GGUF_NODE_REPO, ref=GGUF_NODE_REF)
     )
+    custom_nodes: list[CustomNode] = Field(
+        default_factory=list, description="more ComfyUI custom nodes: [{repo, ref, name}]")
     python: PythonConfig = Field(default_factory=PythonConfig)
     torch: TorchConfig = Field(default_factory=TorchConfig)
     pip: PipConfig = Field(default_factory=PipConfig)
@@ -185,6 +172,17 @@ class NodeConfig(_Model):
                 "must be an OpenSSH SHA256 fingerprint like SHA256:abc...(43 chars); "
                 "get it with: ssh-keyscan HOST | ssh-keygen -lf -"
             )
+        return value
+
+    @field_validator("custom_nodes")
+    @classmethod
+    def _unique_folders(cls, value: list[CustomNode]) -> list[CustomNode]:
+        seen: set[str] = set()
+        for node in value:
+            if str(node.name).lower() in seen:  # macOS folders ignore case
+                raise ValueError(f"two entries install into custom_nodes/{node.name}: give one "
+                                 "of them another name:")
+            seen.add(str(node.name).lower())
         return value
 
     @field_validator("workdir")
@@ -237,7 +235,7 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetConfig:
     unknown = set(data) - {"defaults", "nodes", "parallel"}
     if unknown:
         key = sorted(unknown)[0]
-        raise ConfigError(f"{path}: {key}: unknown key{_suggest(key, ['defaults', 'nodes', 'parallel'])}",
+        raise ConfigError(f"{path}: {key}: unknown key{suggest(key, ['defaults', 'nodes', 'parallel'])}",
                           "a fleet.yaml has defaults:, nodes: and parallel:")
     defaults = data.get("defaults") or {}
     raw_nodes = data.get("nodes")
@@ -257,7 +255,7 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetConfig:
     try:
         return FleetConfig(defaults=defaults, nodes=nodes, parallel=data.get("parallel", 8))
     except ValidationError as error:
-        raise _config_error(path, error, FleetConfig, "") from None
+        raise config_error(path, error, FleetConfig, "") from None
 
 
 def _check_unique_names(path: Path, nodes: list[NodeConfig]) -> None:
@@ -354,7 +352,7 @@ def _node_from_mapping(path: Path, data: dict[str, Any], where: str) -> NodeConf
     try:
         node = NodeConfig.model_validate(data)
     except ValidationError as error:
-        raise _config_error(path, error, NodeConfig, where) from None
+        raise config_error(path, error, NodeConfig, where) from None
     return _resolve_local_paths(path, node, where)
 
 
@@ -374,72 +372,6 @@ def _resolve_local_paths(path: Path, node: NodeConfig, where: str) -> NodeConfig
             raise ConfigError(f"{path}: {where}{field}: file not found: {resolved}", fix)
         updates[field] = str(resolved)
     return node.model_copy(update=updates) if updates else node
-
-
-def _config_error(path: Path, error: ValidationError, model: type[BaseModel], where: str) -> ConfigError:
-    first = error.errors()[0]
-    location = first["loc"]
-    field = ".".join(str(part) for part in location) or "(top level)"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(model, location[:-1])
-        valid = list(parent.model_fields) if parent else []
-        name = str(location[-1])
-        hint = f"valid keys here: {', '.join(valid)}" if valid else ""
-        return ConfigError(f"{path}: {where}{field}: unknown key{_suggest(name, valid)}", hint)
-    if kind == "missing":
-        return ConfigError(f"{path}: {where}{field}: required field is missing",
-                           f"add {location[-1]}: to the file")
-    message = first["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    got = first.get("input")
-    shown = ""
-    # Never echo a value that failed the token check; other scalars help the user.
-    if not (location and location[-1] == "token_env") and isinstance(got, (int, float, str)) and \
-            not isinstance(got, bool) and len(str(got)) < 80:
-        shown = f" (got {got!r})"
-    return ConfigError(f"{path}: {where}{field}: {message}{shown}", _fix_for(kind, location))
-
-
-def _fix_for(kind: str, location: tuple) -> str:
-    if kind in ("greater_than_equal", "less_than_equal") and location and "port" in str(location[-1]):
-        return "use a TCP port between 1 and 65535"
-    if kind == "literal_error":
-        return "use one of the listed values"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return "check the value's type against docs/node.schema.json"
-    return "see docs/node.schema.json for every field"
-
-
-def _model_at(model: type[BaseModel], location: tuple) -> Optional[type[BaseModel]]:
-    current: Any = model
-    for part in location:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        current = _first_model(annotation)
-        if current is None:
-            return None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _first_model(annotation: Any) -> Optional[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _first_model(arg)
-        if found:
-            return found
-    return None
-
-
-def _suggest(name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def node_json_schema() -> dict[str, Any]:

@@ -54,11 +54,15 @@ class _Model(BaseModel):
 
 
 class ModelFile(_Model):
-    """One file on the Hugging Face Hub and where ComfyUI expects it."""
+    """One model file (on the Hugging Face Hub, or a user's at a URL) and where ComfyUI
+    expects it."""
 
-    id: str = Field(description="catalog key, or role:repo/file for a user's file")
+    id: str = Field(description="catalog key, or role:repo/file (role:url) for a user's file")
     role: Role
-    repo: str
+    repo: str = Field(description="Hub repo id; for a file at a url, the URL's host")
+    url: Optional[str] = Field(None, description="a user's file off the Hub: fetched from here, "
+                                                 "never with the Hub token")
+    entry: Optional[str] = Field(None, description="the node.yaml field a user's file comes from")
     file: str = Field(min_length=1, description="path inside the repo")
     revision: str = "main"
     bytes: int = Field(ge=0)
@@ -86,13 +90,6 @@ class ModelFile(_Model):
             data["bytes"] = gb_to_bytes(size_gb)
         return data
 
-    @field_validator("repo")
-    @classmethod
-    def _repo_id(cls, value: str) -> str:
-        if not _REPO.match(value):
-            raise ValueError("must be a Hub repo id like owner/name")
-        return value
-
     @field_validator("sha256")
     @classmethod
     def _sha256(cls, value: Optional[str]) -> Optional[str]:
@@ -102,6 +99,8 @@ class ModelFile(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelFile":
+        if self.url is None and not _REPO.match(self.repo):
+            raise ValueError(f"repo: {self.repo!r} must be a Hub repo id like owner/name")
         if self.folder != ROLE_FOLDERS[self.role]:
             wanted = ROLE_FOLDERS[self.role]
             raise ValueError(

@@ -2,13 +2,17 @@
 
 For every file still to fetch: its exact size and sha256 (the LFS ETag), the commit it
 resolves to, and whether our token may read it (gated repos such as FLUX.1-dev answer
-with ``GatedRepoError``). One HEAD request per file, in parallel.
+with ``GatedRepoError``). One HEAD request per file, in parallel. A file node.yaml names by
+``url:`` (off the Hub; its sha256 is node.yaml's) gets a plain HEAD, never with the token,
+for its exact size (Content-Length); without an answer the plan's size stands.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -17,6 +21,7 @@ from ..core.redact import redact
 from .steps.download import FileSpec
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+URL_HEAD_TIMEOUT = 15.0  # s for the HEAD of a url: file
 
 
 _warmed = threading.Event()
@@ -75,6 +80,8 @@ def resolve(specs: list[FileSpec], endpoint: str, token: Optional[str], token_en
 
 
 def _resolve_one(spec: FileSpec, endpoint: str, token: Optional[str], token_env: str) -> FileSpec:
+    if spec.url:
+        return _resolve_url(spec)
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
@@ -107,3 +114,34 @@ def _resolve_one(spec: FileSpec, endpoint: str, token: Optional[str], token_env:
         "revision": meta.commit_hash or spec.revision,
         "resolved": True,
     })
+
+
+class _KeepHead(urllib.request.HTTPRedirectHandler):
+    """Follow redirects as HEAD (urllib's handler turns them into GETs)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (stdlib's)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and req.get_method() == "HEAD":
+            new.method = "HEAD"
+        return new
+
+
+def _resolve_url(spec: FileSpec) -> FileSpec:
+    """Return ``spec`` with the size a HEAD of its URL answers (no token, no other header);
+    unchanged when the server gives none. A URL answered 404 or 410 fails at once."""
+    opener = urllib.request.build_opener(_KeepHead)
+    try:
+        with opener.open(urllib.request.Request(str(spec.url), method="HEAD"),
+                         timeout=URL_HEAD_TIMEOUT) as response:
+            length = response.headers.get("Content-Length", "")
+    except urllib.error.HTTPError as error:
+        if error.code in (404, 410):
+            raise DownloadError(f"{spec.entry or spec.file}: {spec.url} answers HTTP {error.code} "
+                                "(no such file); nothing was downloaded",
+                                "check the url: in node.yaml") from None
+        return spec  # e.g. a signed URL that only allows GET: the node's fetcher will see
+    except (OSError, ValueError):
+        return spec
+    if not length.isdigit():
+        return spec
+    return spec.model_copy(update={"size": int(length), "resolved": True})

@@ -9,7 +9,6 @@ a step for each item of a list (bound to ``item``).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import shlex
@@ -20,6 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..core.config import SAFE_LOADER, NodeConfig
+from ..core.config_errors import suggest
 from ..core.errors import ConfigError
 from ..core.rendering import environment
 from ..core.resources import data_file
@@ -63,8 +63,15 @@ def model_file_specs(plan, paths) -> list[dict[str, Any]]:
     return [{"role": item.role, "repo": item.repo, "file": item.file, "revision": item.revision,
              "dest": f"{paths.models}/{item.folder}/{item.name}", "size": item.bytes,
              "sha256": item.sha256, "quant": item.quant, "gated": item.gated,
-             "licence_url": item.licence_url, "resolved": not item.approximate}
+             "licence_url": item.licence_url, "resolved": not item.approximate,
+             "url": item.url, "entry": item.entry}
             for item in plan.files]
+
+
+def custom_node_specs(cfg: NodeConfig, paths) -> list[dict[str, str]]:
+    """Return node.yaml's custom nodes, each with its folder on the node (``dest``)."""
+    return [{"name": str(node.name), "repo": node.repo, "ref": node.ref,
+             "dest": f"{paths.custom_nodes}/{node.name}"} for node in cfg.custom_nodes]
 
 
 def comfyui_args(cfg: NodeConfig, paths, device: str) -> list[str]:
@@ -92,6 +99,7 @@ def build_context(cfg: NodeConfig, facts: NodeFacts, plan) -> dict[str, Any]:
         "paths": paths,
         "model_files": model_file_specs(plan, paths),
         "model_names": {item.role: item.name for item in plan.files},
+        "custom_nodes": custom_node_specs(cfg, paths),
         "service_label": SERVICE_LABEL,
         "hub_endpoint": (cfg.hf.endpoint or DEFAULT_HUB).rstrip("/"),
         "python": choose_python(cfg, facts, pip_options(cfg)),
@@ -129,7 +137,7 @@ def _check_joins(raw_steps: list[tuple[int, dict, Path]]) -> None:
     for _, raw, source in raw_steps:
         if raw.get("kind") == "join" and raw.get("step") not in before:
             raise ConfigError(f"{source}: step {raw['name']} (join): step: no step called "
-                              f"{raw.get('step')!r} before it{_suggest(str(raw.get('step')), before)}",
+                              f"{raw.get('step')!r} before it{suggest(str(raw.get('step')), before)}",
                               "a join waits for a background step placed before it")
         before.append(str(raw["name"]))
 
@@ -169,7 +177,7 @@ def _extend(builtin: list[tuple[int, dict, Path]], path: Path) -> list[tuple[int
     unknown = sorted(skip - {entry[1]["name"] for entry in builtin})
     if unknown:
         raise ConfigError(f"{path}: skip: no built-in step is called {unknown[0]!r}"
-                          f"{_suggest(unknown[0], names)}")
+                          f"{suggest(unknown[0], names)}")
     for index, raw, source in _read_steps(path):
         entry = (index, raw, source)
         names = [item[1]["name"] for item in merged]
@@ -179,7 +187,7 @@ def _extend(builtin: list[tuple[int, dict, Path]], path: Path) -> list[tuple[int
         elif anchor:
             if anchor not in names:
                 raise ConfigError(f"{path}: step {raw['name']}: after/before: no step called "
-                                  f"{anchor!r}{_suggest(anchor, names)}")
+                                  f"{anchor!r}{suggest(anchor, names)}")
             position = names.index(anchor) + (1 if raw.get("after") else 0)
             merged.insert(position, entry)
         else:
@@ -192,7 +200,7 @@ def _render_step(env, context: dict[str, Any], raw: dict, source: Path, index: i
     kind = raw.get("kind")
     where = f"{source}: step {name}"
     if kind not in STEP_KINDS:
-        raise ConfigError(f"{where}: kind: unknown kind {kind!r}{_suggest(str(kind), list(STEP_KINDS))}",
+        raise ConfigError(f"{where}: kind: unknown kind {kind!r}{suggest(str(kind), list(STEP_KINDS))}",
                           f"valid kinds: {', '.join(STEP_KINDS)}")
     items: list[Any] = [None]
     if "for_each" in raw:
@@ -276,8 +284,3 @@ def _render_template(env, context: dict[str, Any], src: Any, where: str) -> str:
         raise ConfigError(f"{where}: src: no template called {src!r} in templates/") from None
     except jinja2.TemplateError as error:
         raise ConfigError(f"{where}: src {src}: {error.message or error}") from None
-
-
-def _suggest(name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

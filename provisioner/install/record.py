@@ -47,6 +47,7 @@ def installed_state(cfg: NodeConfig, facts: NodeFacts, model_plan: ModelPlan, pa
         "torch": cfg.torch.model_dump(),
         "comfyui": cfg.comfyui.model_dump() if "comfyui" in this_run else previous.get("comfyui"),
         "gguf_node": cfg.gguf_node.model_dump() if "gguf-node" in this_run else previous.get("gguf_node"),
+        "custom_nodes": _custom_nodes(cfg, this_run, previous),
         "models": [dict(f.model_dump(), dest=f"{paths.models}/{f.folder}/{f.file}")
                    for f in model_plan.files],
         "model_plan": {"model": model_plan.model, "quality": model_plan.quality},
@@ -58,6 +59,15 @@ def installed_state(cfg: NodeConfig, facts: NodeFacts, model_plan: ModelPlan, pa
                     "booted_at": booted_at},
         "downloads_verified": previous.get("downloads_verified", {}),
     }
+
+
+def _custom_nodes(cfg: NodeConfig, this_run: set[str], previous: dict) -> list[dict]:
+    """node.yaml's custom nodes checked out by this run, or recorded by an earlier one."""
+    before = {entry.get("name"): entry for entry in previous.get("custom_nodes") or []
+              if isinstance(entry, dict)}
+    return [node.model_dump() if f"custom-node:{node.name}" in this_run else before[node.name]
+            for node in cfg.custom_nodes
+            if f"custom-node:{node.name}" in this_run or node.name in before]
 
 
 def installed_port(state: dict, cfg: NodeConfig) -> int:

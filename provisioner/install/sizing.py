@@ -9,13 +9,14 @@ playbooks/models.yaml (``sizing:``), the facts about platforms are named below.
 
 from __future__ import annotations
 
+import urllib.parse
 from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from ..core.config import HubFile, NodeConfig
+from ..core.config import ModelSource, NodeConfig
 from ..core.errors import ConfigError, SizingError
 from ..core.units import GIB, format_bytes, gib
 from ..node.facts.model import NodeFacts
@@ -69,8 +70,8 @@ class SizingOptions(_Model):
 
     model: ModelName = "dev"
     quality: QualityRequest = "auto"
-    loras: tuple[HubFile, ...] = ()
-    controlnet: Optional[HubFile] = None
+    loras: tuple[ModelSource, ...] = ()
+    controlnet: Optional[ModelSource] = None
 
     @classmethod
     def from_config(cls, cfg: NodeConfig) -> "SizingOptions":
@@ -314,43 +315,51 @@ def _pressure_warning(facts: NodeFacts, model: str, chosen: _Candidate, budget: 
 def _extra_files(options: SizingOptions,
                  estimates: SizingEstimates) -> tuple[tuple[ModelFile, ...], list[str]]:
     """Turn the user's LoRAs and ControlNet into ModelFiles; warn where a size is estimated."""
-    wanted: list[tuple[str, str, HubFile, int]] = [
-        (f"loras[{index}]", "lora", hub, estimates.lora_estimate_bytes)
-        for index, hub in enumerate(options.loras)
+    wanted: list[tuple[str, str, ModelSource, int]] = [
+        (f"loras[{index}]", "lora", source, estimates.lora_estimate_bytes)
+        for index, source in enumerate(options.loras)
     ]
     if options.controlnet is not None:
         wanted.append(("controlnet", "controlnet", options.controlnet,
                        estimates.controlnet_estimate_bytes))
     files: list[ModelFile] = []
     warnings: list[str] = []
-    for field, role, hub, estimate in wanted:
-        file_format = format_of(hub.file)
+    for field, role, source, estimate in wanted:
+        file = str(source.file)
+        origin = source.url or f"{source.repo}/{file}"
+        file_format = format_of(file)
         if file_format is None:
             raise ConfigError(
-                f"{field}.file: {hub.file!r} is not a .safetensors or .gguf file",
-                "provision installs Flux LoRAs and ControlNets as .safetensors (or .gguf)",
+                f"{field}.file: {file!r} is not a .safetensors or .gguf file",
+                "provision installs Flux LoRAs and ControlNets as .safetensors (or .gguf)"
+                + ("; with url:, set file: to the name to save it as" if source.url else ""),
             )
-        if hub.size_gb is not None:
-            size, source = round(hub.size_gb * 1e9), "user"
+        if source.size_gb is not None:
+            size, bytes_source = round(source.size_gb * 1e9), "user"
         else:
-            size, source = estimate, "estimate"
+            size, bytes_source = estimate, "estimate"
             warnings.append(
-                f"{field} {hub.repo}/{hub.file}: size not given, counted as an estimated "
+                f"{field} {origin}: size not given, counted as an estimated "
                 f"{format_bytes(estimate)}; set size_gb for an exact plan."
             )
+        host = urllib.parse.urlsplit(source.url).netloc if source.url else None
         files.append(ModelFile(
-            id=f"{role}:{hub.repo}/{hub.file}", role=role, repo=hub.repo, file=hub.file,
-            revision=hub.revision, bytes=size, bytes_source=source, folder=_folder(role),
-            format=file_format,
+            id=f"{role}:{origin}", role=role, repo=host or str(source.repo), url=source.url,
+            entry=field, file=file, revision=source.revision, sha256=source.sha256, bytes=size,
+            bytes_source=bytes_source, folder=_folder(role), format=file_format,
         ))
     seen: dict[str, ModelFile] = {}
     for entry in files:
         other = seen.get(entry.target)
-        if other is not None and (other.repo, other.file) != (entry.repo, entry.file):
-            warnings.append(f"{other.repo}/{other.file} and {entry.repo}/{entry.file} would both "
+        if other is not None and _origin(other) != _origin(entry):
+            warnings.append(f"{_origin(other)} and {_origin(entry)} would both "
                             f"be installed as models/{entry.target}; rename one of them.")
         seen[entry.target] = entry
     return tuple(files), warnings
+
+
+def _origin(entry: ModelFile) -> str:
+    return entry.url or f"{entry.repo}/{entry.file}"
 
 
 def _folder(role: str) -> str:

@@ -13,6 +13,8 @@ FACTS.md, "Hugging Face Hub protocol"), checked against huggingface_hub 2.4.0's 
   `GET /api/models/{repo}[/revision/{revision}]` (`?blobs=true` adds sizes and sha256),
   `GET /api/models/{repo}/tree/{revision}[/{path}]` (used by `snapshot_download`),
   `GET /api/models/{repo}/auth-check` (`HfApi.auth_check`).
+- `add_plain_file(url_path, path)`: a file at a plain URL (HEAD, GET, Range; no Hub headers,
+  no access check), as a web host off the Hub serves a LoRA.
 - Errors carry `X-Error-Code` (which the client maps to exceptions), `X-Error-Message` and a
   JSON body `{"error": ...}`: `GatedRepo` (401 without a token, 403 with a wrong one),
   `RepoNotFound`, `RevisionNotFound`, `EntryNotFound` (404).
@@ -153,6 +155,7 @@ class FakeHub:
         self._cdn_enabled = cdn
         self._lock = threading.Lock()
         self._repos: dict[str, _Repo] = {}
+        self._plain: dict[str, HubFile] = {}  # url path -> a file served without Hub headers
         self._token: str | None = None
         self._cuts: dict[tuple[str, str], list[_Cut]] = {}  # (repo, path) -> cuts, oldest first
         self._ignore_range = False
@@ -283,6 +286,19 @@ class FakeHub:
                 entry.gated = gated
             entry.files.setdefault(revision, {})[hub_file.path] = hub_file
         return hub_file
+
+    def add_plain_file(self, url_path: str, file_path: str | os.PathLike[str]) -> str:
+        """Serve a file at `url_path` as a plain web server does (HEAD, GET, Range; no Hub
+        headers, no access check), e.g. a LoRA host off the Hub; return its full URL.
+        Faults (`cut_after("", url_path, ...)`, throttle) apply to it too."""
+        source = Path(file_path).resolve()
+        size = source.stat().st_size
+        plain = HubFile(repo="", path=url_path.strip("/"), revision="", commit="", size=size,
+                        sha256=_sha256_file(source), lfs=False, blob_id="", pointer_size=0,
+                        source=source)
+        with self._lock:
+            self._plain[url_path] = plain
+        return self.url + url_path
 
     def set_token(self, valid_token: str | None) -> None:
         """Set the one token that unlocks gated repos (None: no token does)."""
@@ -530,6 +546,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, raw_path: str, body: bytes) -> None:
         hub = self.server.hub
+        with hub._lock:
+            plain = hub._plain.get(raw_path)
+        if plain is not None and method in ("GET", "HEAD"):
+            return self._serve_file(method, plain, {})
         if raw_path.startswith("/api/models/"):
             segments = raw_path[len("/api/models/") :].split("/")
             repo, rest = _split_repo([unquote(s) for s in segments], hub._repo_ids())

@@ -29,6 +29,8 @@ from .base import Change, Step, StepContext
 
 QUIET_WAIT = 5.0  # s between looks at a quiet fetcher (a retry's backoff prints nothing)
 RESUME_HINT = "re-run `provision up`: downloads resume from the bytes already on the node"
+CHECKSUM_HINT = ("check sha256: of that url: entry in node.yaml (`sha256sum` of the file you "
+                 "meant), or whether the file at the URL changed; then re-run `provision up`")
 DISK_FULL_HINT = ("free space on the node (`provision status` shows the disk; `df -h` on the node "
                   "says which volume), then re-run `provision up`: it resumes from the bytes kept")
 
@@ -49,6 +51,8 @@ class FileSpec(BaseModel):
     gated: bool = False
     licence_url: Optional[str] = None
     resolved: bool = False  # size/sha256 come from the Hub, not the catalog's listing
+    url: Optional[str] = None  # a user's file off the Hub: fetched from here, never with the token
+    entry: Optional[str] = None  # the node.yaml field a user's file comes from, e.g. loras[0]
 
     @property
     def record(self) -> str:
@@ -168,9 +172,12 @@ class DownloadStep(Step):
         files = []
         for index in todo:
             spec = self.files[index]
-            files.append({"repo": spec.repo, "file": spec.file, "revision": spec.revision,
-                          "dest": spec.dest, "size": spec.size if spec.resolved else None,
-                          "sha256": spec.sha256, "quant": spec.quant, "record": spec.record})
+            item = {"repo": spec.repo, "file": spec.file, "revision": spec.revision,
+                    "dest": spec.dest, "size": spec.size if spec.resolved else None,
+                    "sha256": spec.sha256, "quant": spec.quant, "record": spec.record}
+            if spec.url:  # the fetcher sends no token with it
+                item.update(url=spec.url, entry=spec.entry)
+            files.append(item)
         return {"endpoint": self.endpoint, "stop_on_eof": True, "parallel": self.parallel,
                 "retries": self.retries, "backoff": self.backoff, "connections": self.connections,
                 "max_connections": self.max_connections, "range_threshold": self.range_threshold,
@@ -247,8 +254,9 @@ class Fetch:
         if exit_code != 0:
             ended = (f"exit code {exit_code}" if exit_code >= 0
                      else "the fetcher ended without an exit code (killed, or the connection was lost)")
-            disk_full = any(e.get("reason") == "disk_full" for e in events if e.get("event") == "error")
-            hint = DISK_FULL_HINT if disk_full else RESUME_HINT
+            reasons = {e.get("reason") for e in events if e.get("event") == "error"}
+            hint = (DISK_FULL_HINT if "disk_full" in reasons
+                    else CHECKSUM_HINT if "checksum" in reasons else RESUME_HINT)
             raise StepFailed(f"step {self.name}: {'; '.join(errors) or stderr or ended}", hint)
         return f"{len(done)} file(s) verified, {format_bytes(fetched)} fetched"
 

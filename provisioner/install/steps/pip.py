@@ -52,6 +52,9 @@ class PipStep(InstallerStep):
     venv: str
     packages: list[str] = []
     requirements: Optional[str] = None  # a file on the node
+    # A checkout without that file has nothing to install (a custom node without
+    # requirements.txt); the step waits for its folder, not for the file.
+    requirements_optional: bool = False
     constraints: Optional[str] = None  # a file on the node
     pip_options: str = ""  # already shell-quoted (index/find-links)
     expect: dict[str, str] = {}  # distribution -> version that must be installed afterwards
@@ -98,6 +101,8 @@ class PipStep(InstallerStep):
         for label, path in (("req", self.requirements), ("con", self.constraints)):
             if path:
                 script += f"; echo @@{label}; {sha256_of(path)}"
+        if self.requirements and self.requirements_optional:
+            script += f"; echo @@folder; test -d {q(posixpath.dirname(self.requirements))} && echo yes"
         if self.expect:
             # The dist-info folder names carry the versions: no interpreter start needed.
             script += (f"; echo @@distinfo; cd {q(self.venv)}/lib 2>/dev/null && "
@@ -119,6 +124,8 @@ class PipStep(InstallerStep):
         how = {None: "", "ready": " (uv)", "absent": " (uv)",
                "unavailable": " (pip: uv is not on this node's index)"}.get(uv_state, "")
         if self.requirements and not found.get("req"):
+            if self.requirements_optional and found.get("folder") and not self.packages:
+                return None  # the checkout is there and has no requirements.txt
             return Change(f"{self.requirements} is not there yet{how}", {"uv": use_uv})
         wanted = self.wanted_marker(found, use_uv)
         done = {self.wanted_marker(found)}

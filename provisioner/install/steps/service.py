@@ -4,7 +4,9 @@ macOS: a LaunchAgent bootstrapped into the ``user/<uid>`` domain (it exists over
 a GUI login), ``KeepAlive`` restarting it after a crash. Linux: a supervisor script started
 in its own session with a pid file, restarting ComfyUI when it exits. Either way the unit
 (plist or script) is rendered locally; a changed unit (another port, another flag) restarts
-the service, an unchanged running one is left alone.
+the service, an unchanged running one is left alone. ComfyUI imports its custom nodes only at
+start-up: the commit of each custom node checkout it was started with is recorded beside the
+unit, and a running ComfyUI is restarted in place when the checkouts differ from that record.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class ServiceStep(Step):
     run_dir: str  # pid files and the Linux supervisor script live here
     env: dict[str, str] = {}
     open_files: int = OPEN_FILES  # the LaunchAgent's NumberOfFiles limits (soft and hard)
+    # What ComfyUI imports at start-up that the unit does not show: the custom node checkouts
+    # (folders). A running ComfyUI started with other commits in them is restarted.
+    custom_nodes: list[str] = []
 
     @field_validator("env")
     @classmethod
@@ -86,6 +91,10 @@ class ServiceStep(Step):
         return posixpath.join(self.run_dir, "comfyui.pid")
 
     @property
+    def loaded_record(self) -> str:
+        return posixpath.join(self.run_dir, "custom_nodes.txt")
+
+    @property
     def target(self) -> str:
         return f"user/{self.uid}/{self.label}"
 
@@ -97,23 +106,44 @@ class ServiceStep(Step):
         return self.description or f"run {self.label}"
 
     def probe(self) -> Optional[str]:
-        return f"echo @@sha; {sha256_of(self.unit_path)}; echo @@state; {status_script(self)}"
+        script = (f"echo @@sha; {sha256_of(self.unit_path)}; echo @@state; {status_script(self)}; "
+                  f"echo @@loaded; cat {q(self.loaded_record)} 2>/dev/null")
+        if self.custom_nodes:
+            # The checkouts are detached (the git step): .git/HEAD holds the commit.
+            script += (f"; echo @@heads; for d in {' '.join(q(f) for f in self.custom_nodes)}; do "
+                       "h=$(cat \"$d/.git/HEAD\" 2>/dev/null); echo \"${d##*/} ${h:-absent}\"; done")
+        return script
 
     def decide(self, output: Optional[str]) -> Optional[Change]:
         found = sections(output or "")
         state = parse_status(found.get("state", ""))
+        heads = found.get("heads", "").splitlines()  # "name commit" per custom node checkout
+        recorded = bool(found.get("loaded"))
         wanted = hashlib.sha256(self.content().encode()).hexdigest()
         if found.get("sha") != wanted:
             why = "not installed yet" if not found.get("sha") else "its definition changed: restart"
-            return Change(why, {"install": True, "loaded": state["loaded"]})
+            return Change(why, {"install": True, "loaded": state["loaded"], "heads": heads,
+                                "recorded": recorded})
         # On Linux a live supervisor restarts ComfyUI by itself, like launchd's KeepAlive.
         supervised = self.platform == "linux" and state["loaded"]
         if not state["running"] and not supervised:
-            return Change("installed but not running: start", {"loaded": state["loaded"]})
+            return Change("installed but not running: start",
+                          {"loaded": state["loaded"], "heads": heads, "recorded": recorded})
+        loaded = found.get("loaded", "").splitlines()
+        if loaded != heads:
+            new = [line.split(" ", 1)[0] for line in heads if line not in loaded]
+            why = f"custom nodes to load: {', '.join(new)}" if new else "custom nodes changed"
+            return Change(f"{why}: restart ComfyUI",
+                          {"restart": True, "pid": state["pid"], "heads": heads,
+                           "recorded": recorded})
         return None
 
     def apply(self, ctx: StepContext, change: Change) -> str:
         node = ctx.node
+        if change.data.get("restart"):
+            restart_service(node, self, change.data.get("pid"))
+            self._record_loaded(node, change.data)
+            return "restarted"
         # The marker tells the health check where this start's log lines begin.
         node.run(sh(f"mkdir -p {q(posixpath.dirname(self.unit_path))} {q(self.run_dir)} "
                     f"{q(posixpath.dirname(self.log))} && echo {q(START_MARKER)} "
@@ -125,7 +155,16 @@ class ServiceStep(Step):
                      0o644 if self.platform == "macos" else 0o755)
         start_service(node, self, loaded=bool(change.data.get("loaded")) and
                       not change.data.get("install"))
+        self._record_loaded(node, change.data)
         return "started"
+
+    def _record_loaded(self, node, data: dict) -> None:
+        """Record the custom node commits ComfyUI was (re)started with; none: no record."""
+        if data.get("heads"):
+            node.put("".join(line + "\n" for line in data["heads"]).encode(), self.loaded_record,
+                     0o644)
+        elif data.get("recorded"):
+            node.run(sh(f"rm -f {q(self.loaded_record)}"))
 
 
 # The running process's age (ps etime, e.g. 01:02:03) in the same round trip as its state.
@@ -198,11 +237,18 @@ def start_service(node, service: ServiceStep, loaded: bool = False) -> None:
                 f">>{q(service.log)} 2>&1 &"))
 
 
-def restart_service(node, service: ServiceStep) -> None:
-    """Restart ComfyUI in place (launchd kickstart -k; the Linux supervisor respawns it)."""
+def restart_service(node, service: ServiceStep, pid: Optional[int] = None) -> None:
+    """Restart ComfyUI in place (launchd kickstart -k; the Linux supervisor respawns it).
+
+    Waits (10 s at most) until the old process is gone (on macOS: ``pid``, when given), so
+    that what answers on the port next is the new one."""
+    gone = ('i=0; while [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ $i -lt 100 ]; '
+            'do sleep 0.1; i=$((i + 1)); done')
     node.run(sh(f"echo {q(START_MARKER)} restart >> {q(service.log)}"), check=False)
     if service.platform == "macos":
-        node.run(f"launchctl kickstart -k {q(service.target)}")
+        node.run(sh(f"old={q(str(pid or ''))}; launchctl kickstart -k {q(service.target)} "
+                    f"&& {{ {gone}; }}"))
         return
-    node.run(sh(f"pid=$(cat {q(service.child_pid_file)} 2>/dev/null); "
-                f"[ -n \"$pid\" ] && kill -TERM \"$pid\""))
+    # No ComfyUI (it crashed; the supervisor is about to start it again): nothing to stop.
+    node.run(sh(f"old=$(cat {q(service.child_pid_file)} 2>/dev/null); "
+                f"if [ -n \"$old\" ]; then kill -TERM \"$old\" 2>/dev/null; {gone}; fi"))

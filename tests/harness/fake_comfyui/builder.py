@@ -12,7 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["build_comfyui_repo", "build_gguf_repo", "COMFYUI_GITIGNORE", "MODEL_FOLDERS"]
+__all__ = ["build_comfyui_repo", "build_custom_node_repo", "build_gguf_repo", "COMFYUI_GITIGNORE",
+           "MODEL_FOLDERS"]
 
 _HERE = Path(__file__).resolve().parent
 COMFYUI_SRC = _HERE / "comfyui_src"
@@ -186,3 +187,55 @@ def build_gguf_repo(dest: Path) -> tuple[Path, str]:
     _git(repo, "gc", "-q")
     _make_readable(repo)
     return repo, pinned
+
+
+_CUSTOM_NODE = '''# STAND-IN custom node (tests only), built by tests/harness/fake_comfyui/builder.py.
+{imports}
+
+def _node(name):
+    class Node:
+        @classmethod
+        def INPUT_TYPES(s):
+            return {{"required": {{"text": ("STRING", {{"default": "", "multiline": False}})}}}}
+
+        RETURN_TYPES = ("STRING",)
+        FUNCTION = "run"
+        CATEGORY = "stand-in"
+
+        def run(self, text):
+            return (text,)
+
+    Node.__name__ = name
+    return Node
+
+
+NODE_CLASS_MAPPINGS = {{name: _node(name) for name in {classes!r}}}
+NODE_DISPLAY_NAME_MAPPINGS = {{name: name + " (stand-in)" for name in NODE_CLASS_MAPPINGS}}
+'''
+
+
+def build_custom_node_repo(dest: Path, *, class_name: str = "ProvisionTestNode",
+                           requirements: tuple[str, ...] = ()) -> Path:
+    """Create a custom node repository at ``dest`` (replaced if present); return it.
+
+    Branch ``main``, two annotated tags: ``v1`` exports ``class_name``; ``v2`` also exports
+    ``class_name + "Extra"``. ``__init__.py`` imports each requirement (a wheelhouse
+    distribution, imported by its module name), so the node loads only once its
+    ``requirements.txt`` (written only when ``requirements`` are given) is installed.
+    """
+    repo = _fresh(dest)
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("STAND-IN ComfyUI custom node (tests only).\n")
+    if requirements:
+        (repo / "requirements.txt").write_text("".join(name + "\n" for name in requirements))
+    imports = "\n".join(f"import {name.replace('-', '_')}  # noqa: F401  (requirements.txt)"
+                        for name in requirements)
+    for day, (tag, classes) in enumerate([("v1", [class_name]),
+                                          ("v2", [class_name, class_name + "Extra"])], start=1):
+        (repo / "__init__.py").write_text(_CUSTOM_NODE.format(imports=imports, classes=classes))
+        _git(repo, "add", "-A", ".")
+        _git(repo, "commit", "-q", "-m", f"Custom node {tag}", date=_date(day))
+        _git(repo, "tag", "-a", tag, "-m", tag, date=_date(day))
+    _git(repo, "gc", "-q")
+    _make_readable(repo)
+    return repo

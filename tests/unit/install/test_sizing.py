@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from provisioner.core.config import HubFile, NodeConfig
+from provisioner.core.config import ModelSource, NodeConfig
 from provisioner.core.errors import ConfigError, SizingError
 from provisioner.install.catalog import load_catalog
 from provisioner.install.sizing import ModelPlan, SizingOptions, choose_models, gpu_budget
@@ -209,9 +209,9 @@ def test_a_wired_limit_above_memory_is_capped_at_memory():
 def test_loras_and_controlnet_with_sizes_count_against_budget_and_download():
     base = plan(mac(64))
     extras = plan(mac(64),
-                  loras=(HubFile(repo="XLabs-AI/flux-lora-collection",
+                  loras=(ModelSource(repo="XLabs-AI/flux-lora-collection",
                                  file="realism_lora.safetensors", size_gb=0.09),),
-                  controlnet=HubFile(repo="XLabs-AI/flux-controlnet-canny-v3",
+                  controlnet=ModelSource(repo="XLabs-AI/flux-controlnet-canny-v3",
                                      file="flux-canny-controlnet-v3.safetensors", size_gb=1.49))
     added = 90_000_000 + 1_490_000_000
     assert extras.download_bytes == base.download_bytes + added
@@ -225,9 +225,9 @@ def test_loras_and_controlnet_with_sizes_count_against_budget_and_download():
 def test_extras_without_a_size_are_estimated_with_a_warning():
     base = plan(mac(64))
     extras = plan(mac(64),
-                  loras=(HubFile(repo="a/loras", file="one.safetensors"),
-                         HubFile(repo="a/loras", file="two.safetensors")),
-                  controlnet=HubFile(repo="a/cn", file="canny.safetensors"))
+                  loras=(ModelSource(repo="a/loras", file="one.safetensors"),
+                         ModelSource(repo="a/loras", file="two.safetensors")),
+                  controlnet=ModelSource(repo="a/cn", file="canny.safetensors"))
     estimated = 2 * 300_000_000 + 3_600_000_000
     assert extras.peak_bytes == base.peak_bytes + estimated
     assert extras.download_bytes == base.download_bytes + estimated
@@ -237,7 +237,7 @@ def test_extras_without_a_size_are_estimated_with_a_warning():
 
 
 def test_extras_can_push_auto_down_a_tier():
-    controlnet = HubFile(repo="a/cn", file="big.safetensors", size_gb=7.0)
+    controlnet = ModelSource(repo="a/cn", file="big.safetensors", size_gb=7.0)
     assert plan(mac(48)).quality == "q8"
     pushed = plan(mac(48), controlnet=controlnet)
     assert (pushed.quality, pushed.verdict) == ("q6", "green")
@@ -245,13 +245,50 @@ def test_extras_can_push_auto_down_a_tier():
 
 
 def test_extras_do_not_make_16gb_refused():
-    result = plan(mac(16), controlnet=HubFile(repo="a/cn", file="cn.safetensors"))
+    result = plan(mac(16), controlnet=ModelSource(repo="a/cn", file="cn.safetensors"))
     assert (result.quality, result.verdict) == ("q4", "red")
 
 
 def test_an_extra_that_is_not_safetensors_or_gguf_is_a_config_error():
     with pytest.raises(ConfigError, match=r"loras\[0\].file"):
-        plan(mac(64), loras=(HubFile(repo="a/b", file="lora.ckpt"),))
+        plan(mac(64), loras=(ModelSource(repo="a/b", file="lora.ckpt"),))
+
+
+SHA = "0123456789abcdef" * 4
+
+
+def test_a_url_lora_counts_at_its_size_and_keeps_its_url_and_sha256():
+    base = plan(mac(64))
+    lora = ModelSource(url="https://cdn.example.com/l/my-lora.safetensors?dl=1", sha256=SHA,
+                       size_gb=0.2)
+    extras = plan(mac(64), loras=(lora,))
+    entry = extras.files[-1]
+    assert extras.download_bytes == base.download_bytes + 200_000_000 and extras.warnings == ()
+    assert (entry.role, entry.folder, entry.file, entry.url, entry.sha256, entry.entry) == (
+        "lora", "loras", "my-lora.safetensors", lora.url, SHA, "loras[0]")
+    assert entry.repo == "cdn.example.com" and entry.bytes_source == "user" and entry.approximate
+    assert entry.id == f"lora:{lora.url}"
+
+
+def test_a_url_controlnet_without_a_size_is_estimated_with_a_warning_naming_its_url():
+    result = plan(mac(64), controlnet=ModelSource(url="https://e.com/cn.safetensors", sha256=SHA))
+    assert result.files[-1].bytes == 3_600_000_000 and result.files[-1].bytes_source == "estimate"
+    assert result.warnings == ("controlnet https://e.com/cn.safetensors: size not given, counted as "
+                               "an estimated 3.60 GB; set size_gb for an exact plan.",)
+
+
+def test_a_url_file_with_a_name_that_is_no_model_asks_for_file():
+    with pytest.raises(ConfigError, match=r"loras\[0\].file: 'download'") as caught:
+        plan(mac(64), loras=(ModelSource(url="https://e.com/download", sha256=SHA),))
+    assert "set file:" in caught.value.hint
+
+
+def test_a_hub_file_and_a_url_file_of_one_name_are_warned_about():
+    result = plan(mac(64), loras=(ModelSource(repo="a/b", file="x/l.safetensors", size_gb=0.1),
+                                  ModelSource(url="https://e.com/l.safetensors", sha256=SHA,
+                                              size_gb=0.1)))
+    assert result.warnings == ("a/b/x/l.safetensors and https://e.com/l.safetensors would both be "
+                               "installed as models/loras/l.safetensors; rename one of them.",)
 
 
 # ------------------------------------------------------------------ disk
@@ -327,7 +364,7 @@ PLAN_KEYS = [
 
 
 def test_the_plan_is_json_with_stable_keys_and_round_trips():
-    result = plan(mac(64), loras=(HubFile(repo="a/b", file="l.safetensors"),))
+    result = plan(mac(64), loras=(ModelSource(repo="a/b", file="l.safetensors"),))
     data = json.loads(result.model_dump_json())
     assert list(data) == PLAN_KEYS
     assert data["files"][0]["file"] == "flux1-dev-Q8_0.gguf"
