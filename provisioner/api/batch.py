@@ -35,7 +35,8 @@ def run_jobs(target: str, options: "RunOptions", *, accept_new_host_key: bool = 
         canonical = options.builtin.canonical(model)
         label = f"built-in flux-{model}"
     jobs = make_jobs(canonical, options)
-    out = Path(options.out).expanduser() if options.out else _default_out(target, configs, bool(fleet))
+    out = (Path(options.out).expanduser() if options.out
+           else _default_out(target, configs, bool(fleet))).absolute()
     manifest = Manifest.load(out)
     user_workflow = canonical if options.workflow else None
     report = BatchReport(source=str(target), workflow=label, out=str(out),
@@ -117,8 +118,10 @@ def _load_node(target: str):
 
 
 def _default_out(target: str, configs: list, fleet: bool) -> Path:
-    """``outputs.pull_to``/run; for a fleet, ``{name}`` is the fleet file's name."""
+    """``outputs.pull_to``/output/run: where ``down``'s harvest puts the node's output/run, so
+    it finds the images already there and pulls none twice. For a fleet, ``{name}`` is the
+    fleet file's name."""
     if not fleet:
-        return configs[0].outputs_dir() / "run"
+        return configs[0].outputs_dir() / "output" / "run"
     pull_to = configs[0].outputs.pull_to.replace("{name}", Path(target).stem)
-    return Path(pull_to).expanduser() / "run"
+    return Path(pull_to).expanduser() / "output" / "run"

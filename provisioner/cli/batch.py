@@ -30,7 +30,7 @@ from .options import ACCEPT_NEW_HOST_KEY, BENCH_STEPS, PARALLEL
 @click.option("--size", default="1024x1024", show_default=True, metavar="WxH",
               help="The built-in workflow's image size.")
 @click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
-              help="Where images and the manifest go (default: outputs.pull_to/run).")
+              help="Where images and the manifest go (default: outputs.pull_to/output/run).")
 @click.option("--depth", type=click.IntRange(1, 16), default=2, show_default=True,
               help="Jobs queued on each node at once (so none idles between two).")
 @click.option("--timeout", "job_timeout", type=click.FloatRange(min=1), default=1800,

@@ -111,13 +111,14 @@ def test_a_prompt_list_on_one_node_is_pulled_verified_listed_and_a_rerun_skips_i
     node, node_yaml, _ = ready_node(node_factory, tmp_path, stand_ins, laptop_home, "solo")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n\n", encoding="utf-8")
-    out = tmp_path / "out"
-    args = ("--prompts", prompts, "--seeds", "2", "--steps", "2", "--size", "256x256", "--out", out)
+    out = laptop_home / "outputs" / "solo" / "output" / "run"  # the default: pull_to/output/run
+    args = ("--prompts", prompts, "--seeds", "2", "--steps", "2", "--size", "256x256")
 
     result = run(node_yaml, laptop_home, *args, "--json")
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    assert Path(report["out"]).resolve() == out.resolve()
     assert (report["jobs"], report["done"], report["failed"], report["skipped"]) == (6, 6, 0, 0)
     rows = manifest_rows(out)
     assert sorted((row["inputs"]["4.text"], row["seed"]) for row in rows) == \
@@ -144,6 +145,13 @@ def test_a_prompt_list_on_one_node_is_pulled_verified_listed_and_a_rerun_skips_i
     assert comfy_log(node).count("got prompt") == queued, "a re-run queues nothing"
     human = run(node_yaml, laptop_home, *args)
     assert human.returncode == 0 and "6 skipped (already in the manifest)" in human.stdout, human.stdout
+
+    # Handing the node back: the harvest finds the batch's images in place and pulls none again.
+    down = run_cli("down", node_yaml, "--json", home=laptop_home, timeout=300)
+    assert down.returncode == 0, down.stderr
+    harvest = json.loads(down.stdout)["harvest"]
+    assert not [p["file"] for p in harvest["pulled"] if p["file"].startswith("output/run/")]
+    assert harvest["skipped"] >= 6 and harvest["ok"]
 
 
 def test_a_sweep_over_a_fleet_uses_both_nodes(node_factory, laptop_home, tmp_path, stand_ins):
