@@ -102,6 +102,10 @@ class HubRequest:
     dropped: bool  # the body ended early: cut by cut_after, or the client went away
     started: float = 0.0  # time.monotonic() when the request was read
     ended: float | None = None  # time.monotonic() when its answer was finished (None: still going)
+    # Just before the body's last bytes were handed to the socket: a client cannot have read
+    # them earlier. ``ended`` can come later than the client's next request under load (this
+    # thread waits for the GIL after the write), so overlaps are judged on this one.
+    last_write: float | None = None
 
 
 @dataclass
@@ -123,6 +127,7 @@ class _Entry:
     dropped: bool = False
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    last_write: float | None = None
 
 
 @dataclass
@@ -653,6 +658,8 @@ class _Handler(BaseHTTPRequestHandler):
                     if delay > 0:
                         time.sleep(delay)
                 count = min(block, limit - done)
+                if done + count >= limit:
+                    entry.last_write = time.monotonic()
                 entry.bytes_sent = done + count  # raised first: see _Entry
                 try:
                     sent = os.sendfile(sock_fd, source.fileno(), start + done, count)
