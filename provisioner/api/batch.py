@@ -24,9 +24,10 @@ def run_jobs(target: str, options: "RunOptions", *, accept_new_host_key: bool = 
     from ..batch.manifest import Manifest
     from ..batch.report import BatchReport
     from ..batch.run import load_workflow, make_jobs, run_batch
+    from ..core.config import load_node
 
     fleet = _fleet_or_none(target)
-    configs = [member.config for member in fleet[1]] if fleet else [_load_node(target)]
+    configs = [member.config for member in fleet[1]] if fleet else [load_node(target)]
     if options.workflow:
         canonical = load_workflow(options.workflow)
         label = options.workflow
@@ -109,12 +110,6 @@ def _fleet_or_none(target: str) -> Optional[tuple]:
         return None
     config = load_fleet(target)
     return config, members_of(target, config)
-
-
-def _load_node(target: str):
-    from ..core.config import load_node
-
-    return load_node(target)
 
 
 def _default_out(target: str, configs: list, fleet: bool) -> Path:

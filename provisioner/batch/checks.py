@@ -38,11 +38,6 @@ MODEL_FIELDS = {
 SHOWN = 4
 
 
-def workflow_classes(workflows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Return the node classes the workflows use, sorted (what to ask ``/object_info`` for)."""
-    return sorted({str(node.get("class_type")) for graph in workflows for node in graph.values()})
-
-
 def check_targets(node: str, workflow: Mapping[str, Any], targets: Iterable[str],
                   object_info: Mapping[str, Any]) -> None:
     """Refuse a swept ``NODE.INPUT`` whose class has no such input: ComfyUI would ignore it,

@@ -204,16 +204,17 @@ class Lane:
                                          "(it was interrupted)", flight)
             elif now - flight.last_news > QUIET_POLL:
                 flight.last_news = now
-                entry = self.client.get_json(f"/history/{flight.prompt_id}") or {}
-                if flight.prompt_id in entry:
-                    self._collect(flight)
+                history = self.client.get_json(f"/history/{flight.prompt_id}") or {}
+                if flight.prompt_id in history:
+                    self._collect(flight, history[flight.prompt_id])
 
     # ------------------------------------------------------------------ outputs
 
-    def _collect(self, flight: _Flight) -> None:
-        """Pull and verify the job's images, then list them in the manifest."""
+    def _collect(self, flight: _Flight, entry: Optional[dict] = None) -> None:
+        """Pull and verify the job's images, then list them in the manifest; ``entry`` is
+        its /history entry when the caller has it already."""
         self.flights.pop(flight.prompt_id, None)
-        entry = wait_history(self.client, flight.prompt_id)
+        entry = entry or wait_history(self.client, flight.prompt_id)
         if entry is None:
             return self._failed(flight.job, "ComfyUI kept no history of it")
         status = (entry.get("status") or {}).get("status_str")
@@ -224,7 +225,7 @@ class Lane:
             return self._failed(flight.job, "it finished without saving an image")
         pulled = [self._pull(image) for image in images]
         problem = next((problem for _, _, problem in pulled if problem), None) or \
-            self._verify(images, [(data, digest) for data, digest, _ in pulled])
+            self._verify(images, pulled)
         if problem:
             return self._failed(flight.job, problem)
         seconds = round(time.monotonic() - flight.queued_at, 3)
@@ -247,14 +248,14 @@ class Lane:
             return b"", "", f"GET /view of {image.get('filename')} answered {status}"
         return data, hashlib.sha256(data).hexdigest(), None
 
-    def _verify(self, images: list[dict], pulled: list[tuple[bytes, str]]) -> Optional[str]:
+    def _verify(self, images: list[dict], pulled: list[tuple[bytes, str, Optional[str]]]) -> Optional[str]:
         """Compare each pulled image with the sha256 of the node's file (one round trip)."""
         paths = [posixpath.join(self.output_dir, str(image.get("subfolder") or ""),
                                 str(image.get("filename"))) for image in images]
         script = "; ".join(sha256_of(path) for path in paths)
         result = self.node.run(sh(script), check=False)
         remote = result.stdout.split()
-        for path, (data, digest), theirs in zip(paths, pulled, remote + [""] * len(paths)):
+        for path, (data, digest, _), theirs in zip(paths, pulled, remote + [""] * len(paths)):
             if theirs != digest:
                 return (f"{posixpath.basename(path)} pulled with sha256 {digest[:16]}..., "
                         f"the node's file has {theirs[:16] or 'none'}...")

@@ -10,7 +10,13 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..comfy.client import ComfyClient, ComfyUnavailable
 from ..comfy.prompts import fetch_object_info
-from ..comfy.workflows import WorkflowFiles, default_steps, render_workflow
+from ..comfy.workflows import (
+    DEFAULT_PROMPT,
+    WorkflowFiles,
+    default_steps,
+    render_workflow,
+    workflow_classes,
+)
 from ..core.config import NodeConfig
 from ..core.errors import ServiceDown
 
@@ -32,8 +38,6 @@ class Builtin:
         return self.model or cfg.model
 
     def render(self, model: str, files: WorkflowFiles) -> dict:
-        from ..comfy.workflows import DEFAULT_PROMPT
-
         return render_workflow(model, files, seed=self.seed, steps=self.steps or default_steps(model),
                                prompt=self.prompt or DEFAULT_PROMPT, width=self.width,
                                height=self.height, filename_prefix=PLACEHOLDER_PREFIX)
@@ -64,6 +68,7 @@ def prepare_node(name: str, node, cfg: NodeConfig, *, builtin: Optional[Builtin]
                  why_down: Callable[[Any], Optional[str]]) -> NodeSide:
     """Read what a batch needs from the node; raise ``ServiceDown`` (saying why) when
     ComfyUI does not run there."""
+    from ..install.record import installed_port
     from ..node.facts import gather
     from ..node.layout import node_paths
     from ..node.state import read_state
@@ -71,7 +76,7 @@ def prepare_node(name: str, node, cfg: NodeConfig, *, builtin: Optional[Builtin]
     facts = gather(node, cfg.workdir)
     paths = node_paths(cfg, facts)
     state = read_state(node, paths.state_file)
-    port = int(state.get("remote_port") or cfg.tunnel.remote_port)
+    port = installed_port(state, cfg)
     client = ComfyClient(node, port, timeout=30)
     try:
         stats = client.system_stats()
@@ -83,10 +88,9 @@ def prepare_node(name: str, node, cfg: NodeConfig, *, builtin: Optional[Builtin]
     system = stats.get("system") or {}
     base = _builtin_for(node, cfg, facts, state, builtin) if builtin is not None else None
     graph = base if base is not None else dict(workflow or {})
-    classes = sorted({str(item.get("class_type")) for item in graph.values()})
     return NodeSide(name=name, node=node, cfg=cfg, port=port,
                     output_dir=_output_dir(system.get("argv") or [], paths.output), base=base,
-                    object_info=fetch_object_info(client, classes),
+                    object_info=fetch_object_info(client, workflow_classes(graph)),
                     comfyui_version=system.get("comfyui_version"))
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..core.errors import Interrupted, UsageError, WorkflowError
+from ..core.errors import Interrupted, UsageError
 from .checks import check_jobs, check_targets
 from .lane import Lane, LaneEvent, LaneTally
 from .manifest import Manifest
@@ -176,4 +176,4 @@ def _share(side: NodeSide, tally: LaneTally, seconds: float) -> NodeShare:
 
 
 __all__ = ["RunOptions", "BatchEvent", "LaneEvent", "load_workflow", "make_jobs", "run_batch",
-           "check_all", "WorkflowError"]
+           "check_all"]

@@ -2,9 +2,9 @@
 
 ``preflight_downloads`` resolves the exact size and sha256 of every model file not yet on the
 node (the Hub, via ``hub.resolve``, which also refuses a gated repo the token may not read;
-a HEAD of its URL, without the token, for a node.yaml ``url:`` file) and checks the node's disk has room for them (``check_disk_room``, pure). It counts only the
-bytes still to fetch, so a re-run after the models landed is not refused for the space they
-now take.
+a HEAD of its URL, without the token, for a node.yaml ``url:`` file) and checks the node's
+disk has room for them (``check_disk_room``, pure). It counts only the bytes still to fetch,
+so a re-run after the models landed is not refused for the space they now take.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.batch.checks import check_jobs, workflow_classes
+from provisioner.batch.checks import check_jobs
 from provisioner.batch.sweep import expand_jobs, parse_set
 from provisioner.core.errors import WorkflowError
 from tests.unit.batch.cases import flux, object_info
@@ -27,12 +27,6 @@ def refusal(workflows: list, info: dict) -> WorkflowError:
 
 def test_jobs_the_node_can_run_pass():
     check_jobs("n1", [flux(), with_lora()], object_info(loras=["style.safetensors"]))
-
-
-def test_workflow_classes_lists_each_class_once_sorted():
-    assert workflow_classes([flux(), with_lora()]) == [
-        "CLIPTextEncode", "DualCLIPLoaderGGUF", "EmptySD3LatentImage", "FluxGuidance", "KSampler",
-        "LoraLoader", "SaveImage", "UnetLoaderGGUF", "VAEDecode", "VAELoader"]
 
 
 def test_a_known_custom_node_names_its_repository():
